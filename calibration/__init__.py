@@ -1,0 +1,1 @@
+"""Evaluation and calibration: turning raw recogniser scores into door probabilities."""

@@ -1,0 +1,1 @@
+"""The kiosk's database: schema (models), engines and sessions (session), migrations."""

@@ -1,0 +1,216 @@
+"""The kiosk's schema: people, their face samples, model versions, and the audit trail.
+
+Portable SQLAlchemy 2.0 types only (no SQLite-specific columns), so a multi-door site can
+run the same schema on PostgreSQL. Times are stored as timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Named constraints keep Alembic batch migrations and PostgreSQL happy alike.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, also on SQLite, which keeps no zone of its own."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Person(Base):
+    """Someone enrolled at this site, with optional validity limits on their access."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # [{"days": [0..6], "start": "HH:MM", "end": "HH:MM"}, ...]; empty means any time.
+    weekly_windows: Mapped[list[Any]] = mapped_column(default=list)
+
+    samples: Mapped[list[FaceSample]] = relationship(
+        back_populates="person", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class FaceSample(Base):
+    """One aligned face crop stored on disk, traceable to the photo it came from."""
+
+    __tablename__ = "face_samples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    crop_path: Mapped[str] = mapped_column(Text)
+    det_score: Mapped[float] = mapped_column(Float)
+    box: Mapped[list[Any]] = mapped_column()
+    keypoints: Mapped[list[Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    person: Mapped[Person] = relationship(back_populates="samples")
+    features: Mapped[list[FeatureCache]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class FeatureCache(Base):
+    """A frozen encoder's feature vector for one sample, so retrains never re-encode photos.
+
+    ``encoder`` names the encoder and its weights (for example ``face:<sha256 of onnx>`` or
+    ``clip:RN50:openai``); a different encoder simply misses the cache.
+    """
+
+    __tablename__ = "feature_cache"
+    __table_args__ = (UniqueConstraint("sample_id", "encoder"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("face_samples.id", ondelete="CASCADE"), index=True)
+    encoder: Mapped[str] = mapped_column(String(200))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TrainingRun(Base):
+    """One model version: a recogniser trained on the samples present at the time."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recogniser: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running|complete|failed|cancelled
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Per-epoch history and final figures: {"epochs": [{"epoch", "loss", "train_acc", "val_acc"}], ...}
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    artifact_path: Mapped[str | None] = mapped_column(Text)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AccessEvent(Base):
+    """One decision at the door: a grant or a refusal, hash-chained to the one before."""
+
+    __tablename__ = "access_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    door: Mapped[str] = mapped_column(String(100))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), index=True)
+    person_name: Mapped[str | None] = mapped_column(String(200))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    probability: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(200))
+    recogniser: Mapped[str | None] = mapped_column(String(20))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    track_id: Mapped[int | None] = mapped_column(Integer)
+    tailgating: Mapped[bool] = mapped_column(Boolean, default=False)
+    thumbnail_path: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    row_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AdminAction(Base):
+    """Something an administrator did (enrol, remove, retrain, change a threshold)."""
+
+    __tablename__ = "admin_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    subject: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    row_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Calibration(Base):
+    """A score-to-probability mapping fitted for one model version, and the threshold set."""
+
+    __tablename__ = "calibrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id", ondelete="SET NULL"))
+    recogniser: Mapped[str] = mapped_column(String(20))
+    method: Mapped[str] = mapped_column(String(50))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    threshold: Mapped[float] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Evaluation(Base):
+    """An evaluation run of the paper's protocol, kept so an auditor can see what was measured."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id", ondelete="SET NULL"))
+    recogniser: Mapped[str] = mapped_column(String(20))
+    dataset: Mapped[str] = mapped_column(Text)
+    threshold: Mapped[float] = mapped_column(Float)
+    results: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AdminCredential(Base):
+    """An admin's PIN or password, stored only as a slow hash, with its lockout state."""
+
+    __tablename__ = "admin_credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    secret_hash: Mapped[str] = mapped_column(Text)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

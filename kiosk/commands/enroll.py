@@ -1,0 +1,43 @@
+"""`kiosk enroll NAME PATH...`: store aligned face samples for a person, file by file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from kiosk.cli import Lazy, echo_json, main
+from kiosk.enrollment import FAILED, Enroller, FileResult
+
+
+@main.command()
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.pass_context
+def enroll(ctx: click.Context, name: str, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Enrol NAME from image files and folders. Exit status 1 if any file failed."""
+    lazy: Lazy = ctx.find_object(Lazy)
+    kiosk = lazy.kiosk
+    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir, kiosk.settings.detection.max_side)
+
+    def progress(index: int, total: int, result: FileResult) -> None:
+        detail = f": {result.reason}" if result.reason else ""
+        click.echo(f"[{index}/{total}] {result.status:9} {result.path}{detail}", err=True)
+
+    summary = enroller.enroll(name, paths, progress)
+    if as_json:
+        echo_json(summary.as_dict())
+    else:
+        click.echo(
+            f"{summary.person}: {summary.count('stored')} stored, "
+            f"{summary.count('duplicate')} duplicate, {summary.count(FAILED)} failed"
+        )
+        for r in summary.results:
+            if r.status == FAILED:
+                click.echo(f"  failed {r.path}: {r.reason}")
+    sys.stdout.flush()
+    ctx.exit(0 if summary.ok else 1)
+
+

@@ -1,0 +1,35 @@
+"""`kiosk identities [remove NAME]`: who is enrolled, and erasing a person."""
+
+from __future__ import annotations
+
+import click
+
+from kiosk.cli import Lazy, echo_json, main, pass_kiosk
+from kiosk.enrollment import list_identities, remove_identity
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@click.pass_context
+def identities(ctx: click.Context, as_json: bool) -> None:
+    """List enrolled people with their sample counts."""
+    if ctx.invoked_subcommand is not None:
+        return
+    people = list_identities(ctx.find_object(Lazy).kiosk.sessions)
+    if as_json:
+        echo_json(people)
+        return
+    if not people:
+        click.echo("nobody is enrolled")
+    for p in people:
+        click.echo(f"{p['name']:40} {p['samples']:4} samples")
+
+
+@identities.command("remove")
+@click.argument("name")
+@pass_kiosk
+def remove(lazy: Lazy, name: str) -> None:
+    """Erase NAME: samples, aligned crops and cached features."""
+    kiosk = lazy.kiosk
+    count = remove_identity(kiosk.sessions, kiosk.settings.crops_dir, name)
+    click.echo(f"removed {name}: {count} samples erased")

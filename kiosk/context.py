@@ -1,0 +1,46 @@
+"""The parts a command needs, built once and only when first used (settings, database, models).
+
+Commands receive this object instead of reaching for globals, so tests hand in their own
+settings and the admin UI and the door service build the same parts the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.session import make_engine, restrict_permissions, session_factory, upgrade
+from kiosk.config import Settings
+from kiosk.face_detection import FaceDetector
+from kiosk.face_embedder import FaceEmbedder
+
+log = logging.getLogger(__name__)
+
+
+class KioskContext:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The database, migrated to the current schema on first use (first start included)."""
+        self.settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        restrict_permissions(self.settings.home)
+        engine = make_engine(self.settings.database_url, self.settings.database.busy_timeout_ms)
+        upgrade(engine)
+        return engine
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def detector(self) -> FaceDetector:
+        return FaceDetector.from_settings(self.settings.models, self.settings.detection)
+
+    @cached_property
+    def embedder(self) -> FaceEmbedder:
+        return FaceEmbedder.from_settings(self.settings.models)

@@ -1,0 +1,124 @@
+"""Shared fixtures: real models and photos from ../shared, real SQLite files under tmp_path.
+
+../shared sits beside the checkout (in CI too); it is read by path and never copied into
+the repo. Loading models and enrolling the DEV set are done once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiosk.config import ModelPaths, Settings
+from kiosk.context import KioskContext
+from kiosk.face_detection import FaceDetector
+from kiosk.face_embedder import FaceEmbedder
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO.parent / "shared").resolve()
+MODELS = SHARED / "models"
+DEV = SHARED / "data" / "faces-dev"
+STRANGERS = SHARED / "data" / "faces-dev-strangers"
+DETECTOR = MODELS / "scrfd_500m_bnkps.onnx"
+EMBEDDER = MODELS / "mobilefacenet.onnx"
+
+if not DETECTOR.is_file():
+    raise RuntimeError(f"test assets missing: expected ../shared beside the checkout ({SHARED})")
+
+
+def dev_people() -> list[Path]:
+    return sorted(p for p in DEV.iterdir() if p.is_dir())
+
+
+def photos(person_dir: Path) -> list[Path]:
+    """A person's photos in LFW order (1.jpg, 2.jpg, ... 15.jpg)."""
+    return sorted(person_dir.glob("*.jpg"), key=lambda p: int(p.stem))
+
+
+def make_settings(home: Path, **overrides: object) -> Settings:
+    return Settings(home=home, models=ModelPaths(detector=DETECTOR, embedder=EMBEDDER), **overrides)
+
+
+def kiosk_env(home: Path) -> dict[str, str]:
+    """Environment for running the real `kiosk` command against a test data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK_")}
+    env.update(
+        KIOSK_HOME=str(home),
+        KIOSK_MODELS__DETECTOR=str(DETECTOR),
+        KIOSK_MODELS__EMBEDDER=str(EMBEDDER),
+        PYTHONPATH=str(REPO),
+    )
+    return env
+
+
+def run_kiosk(args: list[str], home: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m kiosk ARGS` as a separate process, the way an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "kiosk", *args],
+        env=kiosk_env(home) | env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "home")
+
+
+@pytest.fixture()
+def kiosk(settings: Settings, detector: FaceDetector, embedder: FaceEmbedder) -> KioskContext:
+    """A fresh data directory with the session's loaded models handed in."""
+    ctx = KioskContext(settings)
+    ctx.__dict__["detector"] = detector
+    ctx.__dict__["embedder"] = embedder
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def detector() -> FaceDetector:
+    return FaceDetector.from_settings(ModelPaths(detector=DETECTOR), Settings(home=Path("/nonexistent")).detection)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> FaceEmbedder:
+    return FaceEmbedder.from_settings(ModelPaths(embedder=EMBEDDER))
+
+
+@pytest.fixture(scope="session")
+def enrolled_dev(tmp_path_factory: pytest.TempPathFactory, detector: FaceDetector, embedder: FaceEmbedder) -> tuple[Path, list[tuple[str, Path]]]:
+    """A data directory with 12 of each DEV person's 15 photos enrolled and a face model trained.
+
+    Returns the home folder (copy it before changing it) and the held-back (name, photo) pairs.
+    """
+    from kiosk.enrollment import Enroller
+    from kiosk.face_recognizer import train_face_model
+    from kiosk.model_registry import ModelRegistry
+    from kiosk.samples import cached_features, load_samples
+
+    home = tmp_path_factory.mktemp("enrolled") / "home"
+    ctx = KioskContext(make_settings(home))
+    enroller = Enroller(ctx.sessions, detector, ctx.settings.crops_dir)
+    held: list[tuple[str, Path]] = []
+    for person in dev_people():
+        files = photos(person)
+        enroller.enroll(person.name, files[:12])
+        held += [(person.name, f) for f in files[12:]]
+    samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
+    feats = cached_features(ctx.sessions, samples, embedder.encoder_key, embedder.embed)
+    train_face_model(ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir), embedder, samples, feats)
+    ctx.engine.dispose()
+    return home, held
+
+
+def copy_home(source: Path, dest: Path) -> Path:
+    """A private copy of a data directory (nothing may have it open for writing)."""
+    shutil.copytree(source, dest, symlinks=True)
+    return dest
