@@ -1,0 +1,46 @@
+"""The running door service's status, shared with the admin UI through a small file.
+
+The service rewrites ``<home>/status.json`` (atomically) about once a second; the admin app,
+a separate process, reads it. A missing or stale file means the service is not running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+STATUS_FILE = "status.json"
+
+
+@dataclass(frozen=True)
+class DoorStatus:
+    door: str
+    door_state: str  # closed | open | held-open | forced
+    camera: str  # ok | reconnecting | failed | exhausted
+    fps: float
+    recogniser: str
+    model_version: int | None
+    threshold: float
+    updated: float  # time.time() when written
+    pid: int
+
+    def age(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.updated
+
+
+def write_status(home: Path, status: DoorStatus) -> None:
+    path = home / STATUS_FILE
+    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(status)))
+    os.replace(tmp, path)
+
+
+def read_status(home: Path) -> DoorStatus | None:
+    """The last status the service wrote, or None if it never wrote one (or it is unreadable)."""
+    try:
+        return DoorStatus(**json.loads((home / STATUS_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
