@@ -1,4 +1,6 @@
-"""The running door service's status, shared with the admin UI through a small file.
+"""What the door service tells the screens: each decision as it happens, and its status.
+
+Decisions go to in-process listeners (the door display runs the loop in its own process).
 
 The service rewrites ``<home>/status.json`` (atomically) about once a second; the admin app,
 a separate process, reads it. A missing or stale file means the service is not running.
@@ -10,9 +12,23 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 STATUS_FILE = "status.json"
+
+
+@dataclass(frozen=True)
+class DoorDecision:
+    """One decision at the door, as listeners (the door display) receive it."""
+
+    time: datetime
+    person: str | None  # None for an unknown face
+    probability: float
+    granted: bool
+    reason: str
+    track_id: int | None = None
+    tailgating: bool = False
 
 
 @dataclass(frozen=True)
