@@ -1,0 +1,107 @@
+"""Enrolment end to end: the whole DEV set, the command line, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sqlalchemy import func, select
+
+from conftest import DEV, dev_people, photos, run_kiosk
+from db.models import AdminAction, FaceSample
+from kiosk.context import KioskContext
+from kiosk.enrollment import FAILED, STORED, Enroller, list_identities, remove_identity
+
+
+def test_enrol_all_30_people_finds_a_face_in_all_450_photos(kiosk: KioskContext) -> None:
+    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir)
+    failures = []
+    for person in dev_people():
+        summary = enroller.enroll(person.name, [person])
+        failures += [r for r in summary.results if r.status != STORED]
+        assert summary.count(STORED) == 15, person.name
+    assert failures == []
+    people = list_identities(kiosk.sessions)
+    assert len(people) == 30 and {p["samples"] for p in people} == {15}
+    crops = list(kiosk.settings.crops_dir.rglob("*.png"))
+    assert len(crops) == 450
+    assert cv2.imread(str(crops[0])).shape == (224, 224, 3)
+    assert all(c.stat().st_mode & 0o077 == 0 for c in crops[:20])
+
+
+def test_duplicates_are_skipped_and_removal_erases_everything(kiosk: KioskContext) -> None:
+    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir)
+    files = photos(DEV / "Naomi_Watts")[:3]
+    enroller.enroll("Naomi", files)
+    again = enroller.enroll("Someone Else", files[:1])
+    assert again.results[0].status == "duplicate" and "Naomi" in again.results[0].reason
+    assert remove_identity(kiosk.sessions, kiosk.settings.crops_dir, "Naomi") == 3
+    with kiosk.sessions() as s:
+        assert s.scalar(select(func.count(FaceSample.id))) == 0
+        actions = [a.action for a in s.scalars(select(AdminAction).order_by(AdminAction.id))]
+    assert actions == ["enroll", "enroll", "remove"]
+    assert not any(kiosk.settings.crops_dir.rglob("*.png"))
+
+
+def _bad_inputs(folder: Path) -> dict[str, str]:
+    """Each kind of bad input, with the words its reason must contain."""
+    good = (DEV / "Tiger_Woods" / "1.jpg").read_bytes()
+    folder.mkdir()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (folder / "garbled.jpg").write_bytes(good[:2] + bytes(range(256)) * 8)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is a text file, not a photo\n")
+    noise = np.random.default_rng(1).integers(0, 255, (250, 250, 3), dtype=np.uint8)
+    cv2.imwrite(str(folder / "noface.png"), noise)
+    return {
+        "truncated.jpg": "corrupt or truncated",
+        "garbled.jpg": "not an image",
+        "empty.jpg": "empty file",
+        "notes.jpg": "not an image",
+        "noface.png": "no face",
+    }
+
+
+def test_bad_input_is_reported_by_name_and_nothing_stored_is_lost(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = run_kiosk(["enroll", "Tiger", *map(str, photos(DEV / "Tiger_Woods")[1:3])], home)
+    assert first.returncode == 0, first.stderr
+
+    expected = _bad_inputs(tmp_path / "bad")
+    huge = tmp_path / "huge.jpg"  # 8000x8000: decoded at reduced scale, the face still found
+    photo = cv2.imread(str(DEV / "Tiger_Woods" / "4.jpg"))
+    cv2.imwrite(str(huge), cv2.resize(photo, (8000, 8000), interpolation=cv2.INTER_LINEAR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    missing = tmp_path / "no-such-folder"
+
+    proc = run_kiosk(["enroll", "Tiger", str(tmp_path / "bad"), str(huge), str(missing), "--json"], home)
+    assert proc.returncode == 1  # something failed
+    summary = json.loads(proc.stdout)
+    by_name = {Path(f["path"]).name: f for f in summary["files"]}
+    for name, words in expected.items():
+        assert by_name[name]["status"] == FAILED, name
+        assert words in by_name[name]["reason"], (name, by_name[name]["reason"])
+        assert name in proc.stderr  # progress lines name each file
+    assert by_name["no-such-folder"]["reason"] == "no such file or folder"
+    assert by_name["huge.jpg"]["status"] == STORED
+    assert summary["stored"] == 1 and summary["failed"] == len(expected) + 1
+
+    listed = json.loads(run_kiosk(["identities", "--json"], home).stdout)
+    assert listed == [{"name": "Tiger", "samples": 3, "valid_from": None, "valid_until": None}]
+    assert len(list((home / "crops").rglob("*.png"))) == 3
+
+
+def test_cli_enrol_list_remove(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    proc = run_kiosk(["enroll", "Hugo Chavez", str(DEV / "Hugo_Chavez" / "1.jpg"), str(DEV / "Hugo_Chavez" / "2.jpg")], home)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Hugo Chavez: 2 stored, 0 duplicate, 0 failed"
+    assert "[2/2] stored" in proc.stderr
+    table = run_kiosk(["identities"], home).stdout
+    assert "Hugo Chavez" in table and "2 samples" in table
+    gone = run_kiosk(["identities", "remove", "Hugo Chavez"], home)
+    assert gone.returncode == 0 and "2 samples erased" in gone.stdout
+    assert json.loads(run_kiosk(["identities", "--json"], home).stdout) == []
+    nobody = run_kiosk(["identities", "remove", "Nobody"], home)
+    assert nobody.returncode == 2 and nobody.stderr.strip() == "error: no enrolled person named 'Nobody'"
