@@ -135,9 +135,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_file = _toml_path()
-        if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
 
     @model_validator(mode="after")
@@ -162,32 +161,24 @@ class Settings(BaseSettings):
         return self.home / "models"
 
 
-_config_file: Path | None = None
-
-
-def _toml_path() -> Path | None:
-    path = _config_file or (Path(os.environ["KIOSK_CONFIG"]) if os.environ.get("KIOSK_CONFIG") else None)
-    return path
-
-
 def load_settings(config_file: Path | None = None) -> Settings:
-    """Read the configuration, turning every mistake into one ConfigError line."""
-    global _config_file
-    _config_file = Path(config_file) if config_file is not None else None
-    path = _toml_path()
-    if path is not None:
+    """Read the configuration (file from the argument or KIOSK_CONFIG), every mistake one ConfigError line."""
+    if config_file is None and os.environ.get("KIOSK_CONFIG"):
+        config_file = Path(os.environ["KIOSK_CONFIG"])
+    cls = Settings
+    if config_file is not None:
+        path = Path(config_file)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
             tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        cls = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
     try:
-        return Settings()
+        return cls()
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    finally:
-        _config_file = None
 
 
 def _describe(exc: ValidationError) -> str:
