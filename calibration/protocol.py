@@ -304,9 +304,9 @@ def record(site: KioskContext, evaluation: Evaluation) -> list[int]:
 
     ids = []
     reg = registry(site)
+    in_force = {name: reg.in_force(name) for name in evaluation.results}
     with site.sessions.begin() as session:
         for name, res in evaluation.results.items():
-            in_force = reg.in_force(name)
             row = EvaluationRow(
                 training_run_id=None,
                 recogniser=name,
@@ -316,7 +316,7 @@ def record(site: KioskContext, evaluation: Evaluation) -> list[int]:
                     **res.summary(evaluation.threshold),
                     "strangers_dir": str(evaluation.strangers.resolve()),
                     "evaluation_model_version": res.model_version,
-                    "site_model_in_force": in_force.id if in_force else None,
+                    "site_model_in_force": run.id if (run := in_force[name]) else None,
                     "in_claims": res.in_claims,
                     "seed": evaluation.seed,
                 },
