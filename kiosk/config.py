@@ -99,6 +99,18 @@ class TrainingConfig(Section):
     )
 
 
+class CalibrationConfig(Section):
+    stranger_prior: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="Share of door attempts expected from people other than the one named (prior odds of a stranger); 0.5 = even odds.",
+    )
+    target_fpir: float = Field(
+        0.001, ge=0.0, le=1.0, description="Stranger acceptance rate the evaluation report finds a threshold for."
+    )
+
+
 class DatabaseConfig(Section):
     url: str = Field(
         "",
@@ -123,6 +135,7 @@ class Settings(BaseSettings):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calibration.fitting import apply_calibration
 from kiosk.context import KioskContext
 from kiosk.errors import KioskError
 from kiosk.face_recognizer import NAME as FACE, FaceRecogniser
@@ -34,5 +35,5 @@ def load_recogniser(ctx: KioskContext) -> Selection:
     run = registry(ctx).in_force(FACE)
     if run is None:
         raise KioskError("no face model has been trained yet: enrol people, then run `kiosk retrain`")
-    model = FaceRecogniser.load(registry(ctx).verified_path(run), ctx.embedder, run.id)
+    model = apply_calibration(ctx, FaceRecogniser.load(registry(ctx).verified_path(run), ctx.embedder, run.id))
     return Selection(model, f"face recogniser v{run.id} ({len(model.people)} people): configured {wanted!r}")

@@ -54,6 +54,8 @@ class Prediction:
     recogniser: str
     model_version: int | None
     top: list[Candidate] = field(default_factory=list)
+    # Probability that the face is nobody the model may name, where a calibration states it.
+    unknown: float | None = None
 
     @property
     def person(self) -> str | None:
