@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -107,6 +107,59 @@ class DatabaseConfig(Section):
     busy_timeout_ms: int = Field(10000, ge=0, description="SQLite busy timeout in milliseconds.")
 
 
+PinSpec = int | str
+
+
+class DoorConfig(Section):
+    pin_factory: Literal["auto", "mock", "lgpio", "rpigpio", "pigpio", "native", "jetson"] = Field(
+        "auto",
+        description=(
+            "GPIO backend: auto = Jetson.GPIO on a Jetson, else gpiozero's default pin factory, "
+            "else gpiozero's mock pins (logged); jetson = Jetson.GPIO; the others are gpiozero pin factories."
+        ),
+    )
+    jetson_numbering: Literal["BCM", "BOARD", "CVM", "TEGRA_SOC"] = Field(
+        "BCM",
+        description="Jetson.GPIO pin numbering; BCM gives the same numbers as on a Raspberry Pi header.",
+    )
+    relay_pin: PinSpec = Field(
+        17, description="Lock relay output: a BCM number (17) or a gpiozero pin name (GPIO17, BOARD11)."
+    )
+    relay_active_high: bool = Field(
+        True, description="True if a high level energises the relay (many relay boards are active-low: false)."
+    )
+    pulse_seconds: float = Field(3.0, gt=0.0, le=60.0, description="How long the lock is released per opening.")
+    contact_pin: PinSpec | None = Field(
+        None, description="Door-contact input (reed switch); unset disables held-open and forced-door alarms."
+    )
+    contact_open_level: Literal["high", "low"] = Field(
+        "high",
+        description="Level the contact input reads when the door is open (a switch to ground with a pull-up: high).",
+    )
+    held_open_seconds: float = Field(
+        30.0, gt=0.0, description="A door left open longer than this raises a held-open alarm."
+    )
+    exit_pin: PinSpec | None = Field(
+        None, description="Request-to-exit button input; pressing it releases the lock for pulse_seconds."
+    )
+    exit_pressed_level: Literal["high", "low"] = Field(
+        "low", description="Level the exit-button input reads while pressed (a button to ground: low)."
+    )
+    exit_grace_seconds: float = Field(
+        10.0, ge=0.0, description="A door opened this soon after an exit request is not a forced door."
+    )
+    input_pull: Literal["up", "down", "off"] = Field(
+        "up", description="Internal pull resistor on the contact and exit inputs (Jetson: use external resistors)."
+    )
+    bounce_seconds: float = Field(0.05, ge=0.0, description="Debounce time for the contact and exit inputs.")
+
+    @field_validator("relay_pin", "contact_pin", "exit_pin", mode="before")
+    @classmethod
+    def _numeric_pin(cls, value: Any) -> Any:
+        """'17' from the environment means BCM 17, the same as the number 17 in TOML."""
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
 class Settings(BaseSettings):
     """Everything the kiosk reads at start-up."""
 
@@ -124,6 +177,7 @@ class Settings(BaseSettings):
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    door_hardware: DoorConfig = Field(default_factory=DoorConfig)
 
     @classmethod
     def settings_customise_sources(
