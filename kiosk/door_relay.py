@@ -10,11 +10,14 @@ pins when there is no GPIO hardware) through `kiosk.gpio_board`.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
+from types import FrameType
 
 from kiosk.config import DoorConfig
 from kiosk.errors import KioskError
@@ -41,6 +44,12 @@ class DoorRelay(ABC):
     @abstractmethod
     def shutdown(self) -> None:
         """Close and release the pin; later pulses are refused."""
+
+    def __enter__(self) -> DoorRelay:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
 
 
 class TimedRelay(DoorRelay):
@@ -113,9 +122,34 @@ class TimedRelay(DoorRelay):
 
 
 def build_relay(config: DoorConfig, board: GpioBoard | None = None) -> DoorRelay:
-    """The configured relay, closed. `board` lets the door sensors share the same GPIO backend."""
+    """The configured relay, closed, and shut down at interpreter exit whatever else happens.
+
+    `board` lets the door sensors share the relay's GPIO backend.
+    """
     board = board or open_board(config)
     line = board.output(config.relay_pin, config.relay_active_high)
-    description = f"relay on pin {config.relay_pin} ({'active-high' if config.relay_active_high else 'active-low'}) via {board.description}"
-    log.info("door %s", description)
-    return TimedRelay(line, description)
+    level = "active-high" if config.relay_active_high else "active-low"
+    relay = TimedRelay(line, f"relay on pin {config.relay_pin} ({level}) via {board.description}")
+    atexit.register(relay.shutdown)
+    log.info("door %s", relay.description)
+    return relay
+
+
+def close_on_signals(relay: DoorRelay, signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> None:
+    """On SIGTERM (systemd's stop) or SIGHUP, close the relay first, then do what was set before.
+
+    The previous handler still runs, so a loop's own graceful-stop handler keeps working; where
+    there was none, SystemExit unwinds the stack so every `finally` and `with` runs. A handler
+    installed later must call `relay.close()` itself. Main thread only (a Python rule).
+    """
+    for signum in signums:
+        previous = signal.getsignal(signum)
+
+        def handler(num: int, frame: FrameType | None, previous: object = previous) -> None:
+            relay.close()
+            if callable(previous):
+                previous(num, frame)
+            elif previous != signal.SIG_IGN:
+                raise SystemExit(128 + num)
+
+        signal.signal(signum, handler)

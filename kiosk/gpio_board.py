@@ -172,7 +172,7 @@ def _gpiozero_board(name: str) -> GpiozeroBoard:
                     "no GPIO hardware found (%s): using gpiozero's mock pins, so the door relay is simulated",
                     reasons,
                 )
-                return GpiozeroBoard(factory, f"gpiozero MockFactory (no GPIO hardware found: {reasons})")
+                return GpiozeroBoard(factory, f"gpiozero mock pins (no GPIO hardware found: {reasons})")
         Device.pin_factory = factory
         return GpiozeroBoard(factory, f"gpiozero {type(factory).__name__}")
 
@@ -187,7 +187,7 @@ def _gpiozero_board(name: str) -> GpiozeroBoard:
         Device.pin_factory = factory
     if name == "mock":
         log.warning("door_hardware.pin_factory = 'mock': the door relay is simulated")
-        return GpiozeroBoard(factory, "gpiozero MockFactory (configured)")
+        return GpiozeroBoard(factory, "gpiozero mock pins (configured)")
     return GpiozeroBoard(factory, f"gpiozero {type(factory).__name__}")
 
 
