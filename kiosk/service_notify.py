@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 
 
 class ServiceNotifier:
-    def __init__(self, environ: Mapping[str, str] = os.environ):
-        self.enabled = bool(environ.get("NOTIFY_SOCKET"))
+    """Reads NOTIFY_SOCKET / WATCHDOG_USEC from the environment systemd gave the process."""
+
+    def __init__(self) -> None:
+        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
         self._notifier = sdnotify.SystemdNotifier() if self.enabled else None
-        self.watchdog_seconds = _watchdog_seconds(environ)
+        self.watchdog_seconds = _watchdog_seconds(os.environ)
         # Ping four times per watchdog period: a slow frame or two must not look like a stall.
         self._ping_every = self.watchdog_seconds / 4 if self.watchdog_seconds else math.inf
         self._last_ping = -math.inf

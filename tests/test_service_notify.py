@@ -32,9 +32,16 @@ def received(sock: socket.socket) -> list[str]:
         return messages
 
 
-def test_ready_watchdog_and_stopping_reach_systemd(notify_socket: socket.socket) -> None:
-    env = {"NOTIFY_SOCKET": notify_socket.getsockname(), "WATCHDOG_USEC": "40000", "WATCHDOG_PID": str(os.getpid())}
-    notifier = ServiceNotifier(env)
+def systemd_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_ready_watchdog_and_stopping_reach_systemd(notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    systemd_env(monkeypatch, NOTIFY_SOCKET=notify_socket.getsockname(), WATCHDOG_USEC="40000", WATCHDOG_PID=str(os.getpid()))
+    notifier = ServiceNotifier()
     assert notifier.enabled and notifier.watchdog_seconds == pytest.approx(0.04)
     notifier.ready("watching the front door")
     notifier.watchdog()  # right after READY: too soon for another ping
@@ -51,16 +58,17 @@ def test_ready_watchdog_and_stopping_reach_systemd(notify_socket: socket.socket)
     ]
 
 
-def test_watchdog_meant_for_another_process_is_ignored(notify_socket: socket.socket) -> None:
-    env = {"NOTIFY_SOCKET": notify_socket.getsockname(), "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}
-    notifier = ServiceNotifier(env)
+def test_watchdog_meant_for_another_process_is_ignored(notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    systemd_env(monkeypatch, NOTIFY_SOCKET=notify_socket.getsockname(), WATCHDOG_USEC="1000", WATCHDOG_PID="1")
+    notifier = ServiceNotifier()
     assert notifier.watchdog_seconds is None
     notifier.watchdog()
     assert received(notify_socket) == []
 
 
-def test_outside_systemd_every_call_is_a_no_op() -> None:
-    notifier = ServiceNotifier({})
+def test_outside_systemd_every_call_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    systemd_env(monkeypatch)
+    notifier = ServiceNotifier()
     assert not notifier.enabled and notifier.watchdog_seconds is None
     notifier.ready("x")
     notifier.watchdog()
