@@ -160,6 +160,76 @@ class DoorConfig(Section):
         return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
 
+class CameraConfig(Section):
+    source: str = Field(
+        "0",
+        description=(
+            "Camera: a V4L2 device index (0), a GStreamer pipeline ending in appsink (a Jetson CSI camera), "
+            "an RTSP/HTTP URL, a video file, or a folder of images replayed as frames (ends the run when done)."
+        ),
+    )
+    hold_frames: int = Field(
+        5, ge=1, description="Replayed folders: each still is shown for this many frames (a person standing there)."
+    )
+    gap_frames: int = Field(
+        6,
+        ge=0,
+        description="Replayed folders: empty frames between stills (the doorway empty between visits; more than "
+        "policy.track_max_missed makes each still its own visit).",
+    )
+    replay_fps: float = Field(
+        0.0,
+        ge=0.0,
+        description="Replays: 0 = every frame in turn, as fast as the loop goes; >0 = paced like a live camera, "
+        "so frames the loop is too slow for are dropped.",
+    )
+    reconnect_initial_seconds: float = Field(
+        0.5, gt=0.0, description="First wait before reopening a camera that failed; doubled on each failure."
+    )
+    reconnect_max_seconds: float = Field(30.0, gt=0.0, description="Longest wait between attempts to reopen a camera.")
+    stall_seconds: float = Field(
+        5.0, gt=0.0, description="A live camera that delivers no frame for this long is closed and reopened."
+    )
+
+
+class PolicyConfig(Section):
+    window_frames: int = Field(5, ge=1, description="N: the last N frames of a face track are considered.")
+    min_frames: int = Field(
+        3, ge=1, description="K: a person is granted when K of the last N frames of their track reach the threshold."
+    )
+    max_faces: int = Field(
+        10, ge=1, description="Faces decided per frame, largest first; more are counted but not recognised (a flood)."
+    )
+    track_iou: float = Field(
+        0.3, gt=0.0, lt=1.0, description="Minimum box overlap (IoU) for a face to continue a track from the last frame."
+    )
+    track_max_missed: int = Field(
+        5, ge=0, description="Frames a track survives without its face before the visit is over."
+    )
+    cooldown_seconds: float = Field(
+        10.0, ge=0.0, description="After a grant, the same person is not granted or logged again for this long."
+    )
+    refusal_repeat_seconds: float = Field(
+        30.0,
+        ge=0.0,
+        description="A face track refused once is logged again at most this often while it stays (abuse rate limit).",
+    )
+    tailgating: Literal["record", "refuse"] = Field(
+        "record",
+        description="A stranger beside a granted person: record = open and flag the event; refuse = keep the door shut.",
+    )
+    thumbnails: bool = Field(False, description="Keep a face thumbnail with each access event (biometric data).")
+    reload_check_seconds: float = Field(
+        2.0, gt=0.0, description="How often the running kiosk looks for a newer model version or changed access rules."
+    )
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> "PolicyConfig":
+        if self.min_frames > self.window_frames:
+            raise ValueError(f"min_frames ({self.min_frames}) cannot exceed window_frames ({self.window_frames})")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the kiosk reads at start-up."""
 
@@ -178,6 +248,8 @@ class Settings(BaseSettings):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     door_hardware: DoorConfig = Field(default_factory=DoorConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
     @classmethod
     def settings_customise_sources(
