@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from kiosk.context import KioskContext
 from kiosk.door_status import DoorStatus, read_status
 from kiosk.errors import KioskError
+
+if TYPE_CHECKING:
+    from kiosk.camera import CameraSource, Frame
 
 Status = Literal["ok", "warn", "fail"]
 FRAME_WAIT_SECONDS = 5.0
@@ -107,13 +110,13 @@ def check_camera(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]
     return [Finding("camera", "ok", f"{source.description}: first frame {width}x{height}")]
 
 
-def _first_frame(source: object) -> object | None:
+def _first_frame(source: CameraSource) -> Frame | None:
     deadline = time.monotonic() + FRAME_WAIT_SECONDS
     while time.monotonic() < deadline:
-        frame = source.read()  # type: ignore[attr-defined]
+        frame = source.read()
         if frame is not None:
             return frame
-        if source.exhausted:  # type: ignore[attr-defined]
+        if source.exhausted:
             return None
         time.sleep(0.02)
     return None

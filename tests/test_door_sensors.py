@@ -185,3 +185,28 @@ def test_without_inputs_configured_nothing_is_watched(mock_factory: MockFactory)
         assert sensors.state == "open"
         sensors.close()
     assert recorder.events == []
+
+
+def test_jetson_inputs_report_through_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jetson.GPIO cannot be installed here: a stand-in module records the calls and plays the edges."""
+    import sys
+    import types
+
+    from test_door_relay import FakeJetsonGPIO
+
+    gpio = FakeJetsonGPIO()
+    package = types.ModuleType("Jetson")
+    package.GPIO = gpio  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "Jetson", package)
+    monkeypatch.setitem(sys.modules, "Jetson.GPIO", gpio)
+    config = door(pin_factory="jetson")
+    recorder = Recorder()
+    with build_relay(config) as relay:
+        sensors = build_sensors(config, relay, recorder)
+        gpio.levels[CONTACT].append(gpio.HIGH)  # the door is pushed open while locked
+        gpio.callbacks[CONTACT](CONTACT)
+        gpio.levels[EXIT].append(gpio.HIGH)  # then someone presses the exit button
+        gpio.callbacks[EXIT](EXIT)
+        assert recorder.kinds == ["forced", "exit-request"] and relay.is_open
+        sensors.close()
+    assert set(gpio.cleaned) == {RELAY, CONTACT, EXIT} and gpio.callbacks == {}
