@@ -51,6 +51,7 @@ class StageTimes:
 class FrameResult:
     faces: list[Face] = field(default_factory=list)
     track_ids: list[int] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)  # tracks whose visit ended with this frame
     predictions: list[Prediction] = field(default_factory=list)
     crops: list[FaceCrops] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
@@ -87,7 +88,7 @@ class DoorLoop:
             result.predictions = recogniser.predict(crops, top_k=3) if crops else []
         with times.measure("decide"):
             update = self.tracker.update([f.box for f in faces])
-            result.track_ids = update.ids
+            result.track_ids, result.ended = update.ids, update.ended
             observations = [Observation(t, p, i) for i, (t, p) in enumerate(zip(update.ids, result.predictions))]
             result.verdicts = self.policy.decide(observations, monotonic, now, update.ended)
         times.frames += 1

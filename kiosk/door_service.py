@@ -113,6 +113,7 @@ class DoorService:
         self.handover = FrameHandover(settings.home)
         self.stats = DoorStats()
         self._listeners: list[Listener] = []
+        self._track_labels: dict[int, str] = {}  # replays: the file each live track was last seen in
         self._door_events: queue.SimpleQueue[DoorEvent] = queue.SimpleQueue()
         self._seen_run = self._newest_run()
         self._fps = 0.0
@@ -178,6 +179,7 @@ class DoorService:
                     if camera_was_ok and self.camera.state != "ok":
                         for verdict in self.loop.lose_everyone(self.clock.monotonic(), self.clock.now()):
                             self._act(verdict, None, None)
+                        self._track_labels.clear()
                         self.notifier.status(f"camera {self.camera.state}: {self.camera.description}")
                     camera_was_ok = self.camera.state == "ok"
                     self._maybe_status()
@@ -207,14 +209,19 @@ class DoorService:
         self.stats.frames += 1
         self.stats.faces += len(result.faces)
         self.stats.skipped_faces += result.skipped_faces
+        if frame.label:
+            self._track_labels.update(dict.fromkeys(result.track_ids, frame.label))
         for verdict in result.verdicts:
             self._act(verdict, result, frame)
+        for track_id in result.ended:
+            self._track_labels.pop(track_id, None)
 
     def _act(self, verdict: Verdict, result: FrameResult | None, frame: Frame | None) -> None:
         """Store the event, then (and only then) open the door, then tell the listeners."""
         details = dict(verdict.details)
-        if frame is not None and frame.label:
-            details["frame"] = frame.label
+        label = self._track_labels.get(verdict.track_id) or (frame.label if frame is not None else "")
+        if label:
+            details["frame"] = label
         thumbnail = None
         if self.settings.policy.thumbnails and result is not None and verdict.index >= 0:
             thumbnail = result.crops[verdict.index].at(ARCFACE_SIZE)
