@@ -127,8 +127,11 @@ def summary(tally: Counter[str]) -> str:
     """Who was let in and who was refused, with counts, in two lines."""
     let_in = sorted((k.removeprefix("granted: "), n) for k, n in tally.items() if k.startswith("granted: "))
     refused = sorted((k.removeprefix("refused: "), n) for k, n in tally.items() if k.startswith("refused: "))
-    fmt = lambda items: ", ".join(f"{name} x{n}" if n > 1 else name for name, n in items) or "nobody"  # noqa: E731
-    return f"let in ({sum(n for _, n in let_in)}): {fmt(let_in)}\nrefused ({sum(n for _, n in refused)}): {fmt(refused)}"
+    return f"let in ({sum(n for _, n in let_in)}): {_names(let_in)}\nrefused ({sum(n for _, n in refused)}): {_names(refused)}"
+
+
+def _names(items: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{name} x{n}" if n > 1 else name for name, n in items) or "nobody"
 
 
 @main.command("run")
