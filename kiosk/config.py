@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -119,6 +119,129 @@ class DatabaseConfig(Section):
     busy_timeout_ms: int = Field(10000, ge=0, description="SQLite busy timeout in milliseconds.")
 
 
+PinSpec = int | str
+
+
+class DoorConfig(Section):
+    pin_factory: Literal["auto", "mock", "lgpio", "rpigpio", "pigpio", "native", "jetson"] = Field(
+        "auto",
+        description=(
+            "GPIO backend: auto = Jetson.GPIO on a Jetson, else gpiozero's default pin factory, "
+            "else gpiozero's mock pins (logged); jetson = Jetson.GPIO; the others are gpiozero pin factories."
+        ),
+    )
+    jetson_numbering: Literal["BCM", "BOARD", "CVM", "TEGRA_SOC"] = Field(
+        "BCM",
+        description="Jetson.GPIO pin numbering; BCM gives the same numbers as on a Raspberry Pi header.",
+    )
+    relay_pin: PinSpec = Field(
+        17, description="Lock relay output: a BCM number (17) or a gpiozero pin name (GPIO17, BOARD11)."
+    )
+    relay_active_high: bool = Field(
+        True, description="True if a high level energises the relay (many relay boards are active-low: false)."
+    )
+    pulse_seconds: float = Field(3.0, gt=0.0, le=60.0, description="How long the lock is released per opening.")
+    contact_pin: PinSpec | None = Field(
+        None, description="Door-contact input (reed switch); unset disables held-open and forced-door alarms."
+    )
+    contact_open_level: Literal["high", "low"] = Field(
+        "high",
+        description="Level the contact input reads when the door is open (a switch to ground with a pull-up: high).",
+    )
+    held_open_seconds: float = Field(
+        30.0, gt=0.0, description="A door left open longer than this raises a held-open alarm."
+    )
+    exit_pin: PinSpec | None = Field(
+        None, description="Request-to-exit button input; pressing it releases the lock for pulse_seconds."
+    )
+    exit_pressed_level: Literal["high", "low"] = Field(
+        "low", description="Level the exit-button input reads while pressed (a button to ground: low)."
+    )
+    exit_grace_seconds: float = Field(
+        10.0, ge=0.0, description="A door opened this soon after an exit request is not a forced door."
+    )
+    input_pull: Literal["up", "down", "off"] = Field(
+        "up", description="Internal pull resistor on the contact and exit inputs (Jetson: use external resistors)."
+    )
+    bounce_seconds: float = Field(0.05, ge=0.0, description="Debounce time for the contact and exit inputs.")
+
+    @field_validator("relay_pin", "contact_pin", "exit_pin", mode="before")
+    @classmethod
+    def _numeric_pin(cls, value: Any) -> Any:
+        """'17' from the environment means BCM 17, the same as the number 17 in TOML."""
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
+class CameraConfig(Section):
+    source: str = Field(
+        "0",
+        description=(
+            "Camera: a V4L2 device index (0), a GStreamer pipeline ending in appsink (a Jetson CSI camera), "
+            "an RTSP/HTTP URL, a video file, or a folder of images replayed as frames (ends the run when done)."
+        ),
+    )
+    hold_frames: int = Field(
+        5, ge=1, description="Replayed folders: each still is shown for this many frames (a person standing there)."
+    )
+    gap_frames: int = Field(
+        6,
+        ge=0,
+        description="Replayed folders: empty frames between stills (the doorway empty between visits; more than "
+        "policy.track_max_missed makes each still its own visit).",
+    )
+    replay_fps: float = Field(
+        0.0,
+        ge=0.0,
+        description="Replays: 0 = every frame in turn, as fast as the loop goes; >0 = paced like a live camera, "
+        "so frames the loop is too slow for are dropped.",
+    )
+    reconnect_initial_seconds: float = Field(
+        0.5, gt=0.0, description="First wait before reopening a camera that failed; doubled on each failure."
+    )
+    reconnect_max_seconds: float = Field(30.0, gt=0.0, description="Longest wait between attempts to reopen a camera.")
+    stall_seconds: float = Field(
+        5.0, gt=0.0, description="A live camera that delivers no frame for this long is closed and reopened."
+    )
+
+
+class PolicyConfig(Section):
+    window_frames: int = Field(5, ge=1, description="N: the last N frames of a face track are considered.")
+    min_frames: int = Field(
+        3, ge=1, description="K: a person is granted when K of the last N frames of their track reach the threshold."
+    )
+    max_faces: int = Field(
+        10, ge=1, description="Faces decided per frame, largest first; more are counted but not recognised (a flood)."
+    )
+    track_iou: float = Field(
+        0.3, gt=0.0, lt=1.0, description="Minimum box overlap (IoU) for a face to continue a track from the last frame."
+    )
+    track_max_missed: int = Field(
+        5, ge=0, description="Frames a track survives without its face before the visit is over."
+    )
+    cooldown_seconds: float = Field(
+        10.0, ge=0.0, description="After a grant, the same person is not granted or logged again for this long."
+    )
+    refusal_repeat_seconds: float = Field(
+        30.0,
+        ge=0.0,
+        description="A face track refused once is logged again at most this often while it stays (abuse rate limit).",
+    )
+    tailgating: Literal["record", "refuse"] = Field(
+        "record",
+        description="A stranger beside a granted person: record = open and flag the event; refuse = keep the door shut.",
+    )
+    thumbnails: bool = Field(False, description="Keep a face thumbnail with each access event (biometric data).")
+    reload_check_seconds: float = Field(
+        2.0, gt=0.0, description="How often the running kiosk looks for a newer model version or changed access rules."
+    )
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> "PolicyConfig":
+        if self.min_frames > self.window_frames:
+            raise ValueError(f"min_frames ({self.min_frames}) cannot exceed window_frames ({self.window_frames})")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the kiosk reads at start-up."""
 
@@ -137,6 +260,9 @@ class Settings(BaseSettings):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    door_hardware: DoorConfig = Field(default_factory=DoorConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
     @classmethod
     def settings_customise_sources(

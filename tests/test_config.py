@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_kiosk
-from kiosk.config import load_settings, require_file
+from kiosk.config import Settings, load_settings, require_file
 from kiosk.errors import ConfigError
 
 
@@ -78,3 +78,12 @@ def test_config_show_prints_valid_toml_of_what_is_in_force(tmp_path: Path) -> No
     for i, line in enumerate(lines):
         if "=" in line and not line.startswith("#"):
             assert lines[i - 1].startswith("#"), line
+
+
+def test_a_bad_config_file_does_not_poison_later_settings(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("door = \n")
+    for missing_or_bad in (bad, tmp_path / "missing.toml"):
+        with pytest.raises(ConfigError):
+            load_settings(missing_or_bad)
+        assert Settings(home=tmp_path).door == "front"  # what make_settings and the service do

@@ -1,0 +1,62 @@
+"""Shared set-up for the door benchmarks: a fresh data directory with DEV people enrolled and a
+face model trained, and replay folders of their held-back photos and of strangers.
+
+The photos are read by path from ../shared/data (symlinked into a temporary folder, never copied).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHARED = REPO.parent / "shared"
+DEV = SHARED / "data" / "faces-dev"
+STRANGERS = SHARED / "data" / "faces-dev-strangers"
+DETECTOR = SHARED / "models" / "scrfd_500m_bnkps.onnx"
+EMBEDDER = SHARED / "models" / "mobilefacenet.onnx"
+
+
+def photos(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.jpg"), key=lambda p: int(p.stem))
+
+
+def enrolled_home(home: Path, people: int, per_person: int = 12, **settings_overrides: object):
+    """A KioskContext on ``home`` with the first ``people`` DEV people enrolled and a face model."""
+    from kiosk.config import ModelPaths, Settings
+    from kiosk.context import KioskContext
+    from kiosk.enrollment import Enroller
+    from kiosk.retraining import retrain
+
+    settings = Settings(home=home, models=ModelPaths(detector=DETECTOR, embedder=EMBEDDER), **settings_overrides)
+    ctx = KioskContext(settings)
+    enroller = Enroller(ctx.sessions, ctx.detector, settings.crops_dir)
+    started = time.perf_counter()
+    chosen = sorted(p for p in DEV.iterdir() if p.is_dir())[:people]
+    for i, person in enumerate(chosen, 1):
+        enroller.enroll(person.name, photos(person)[:per_person])
+        print(f"  enrolled {i}/{len(chosen)} {person.name}", file=sys.stderr, flush=True)
+    retrain(ctx)
+    print(f"  set-up: {people} people enrolled and trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return ctx, chosen
+
+
+def replay_folder(folder: Path, people: list[Path], strangers: int, per_stranger: int = 1) -> Path:
+    """Symlinks: each enrolled person's held-back photos, then strangers' photos, in that order."""
+    folder.mkdir(parents=True)
+    shown = [(p.name, f) for p in people for f in photos(p)[12:13]]
+    shown += [("stranger-" + s.name, f) for s in sorted(STRANGERS.iterdir())[:strangers] for f in photos(s)[:per_stranger]]
+    for i, (label, photo) in enumerate(shown):
+        (folder / f"{i:04d}-{label}-{photo.stem}.jpg").symlink_to(photo)
+    return folder
+
+
+def mock_relay():
+    """The real relay code on gpiozero's mock pins (no GPIO here)."""
+    from kiosk.config import DoorConfig
+    from kiosk.door_relay import build_relay
+
+    return build_relay(DoorConfig(pin_factory="mock", pulse_seconds=0.5))

@@ -1,0 +1,165 @@
+"""`kiosk run`: the unattended door (what the systemd unit starts).
+
+Fail-secure on every way out: the relay is closed at start-up, when the loop ends, on an
+exception, on SIGTERM/SIGHUP (systemd's stop; the relay's own handler closes it first) and on
+Ctrl-C. `start_door` and `run_door` are separate so other front ends (the door display) can
+build the same service and run it their own way.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from kiosk.cli import Lazy, main, pass_kiosk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kiosk.context import KioskContext
+    from kiosk.door_relay import DoorRelay
+    from kiosk.door_service import DoorService
+    from kiosk.door_status import DoorDecision
+
+
+@dataclass
+class RunOptions:
+    camera: str | None = None
+    hold: int | None = None
+    gap: int | None = None
+    fps: float | None = None
+    repeat: int = 1
+
+
+@dataclass
+class Door:
+    """A built service with the hardware it owns, so the caller can always release it."""
+
+    service: DoorService
+    relay: DoorRelay
+    tally: Counter[str] = field(default_factory=Counter)
+
+    def shutdown(self) -> None:
+        self.relay.shutdown()
+
+
+def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
+    """Camera, relay, sensors and recogniser from the configuration plus command-line overrides."""
+    from kiosk.camera import ReplaySource, ResilientCamera, camera_source
+    from kiosk.door_relay import build_relay
+    from kiosk.door_sensors import build_sensors
+    from kiosk.door_service import build_door_service
+    from kiosk.gpio_board import open_board
+
+    settings = kiosk.settings
+    updates = {k: v for k, v in (("hold_frames", options.hold), ("gap_frames", options.gap), ("replay_fps", options.fps)) if v is not None}
+    if options.camera is not None:
+        updates["source"] = options.camera
+    camera_config = settings.camera.model_copy(update=updates)
+    source = camera_source(camera_config.source, camera_config)
+    if options.repeat > 1 and isinstance(source, ReplaySource):
+        source = ReplaySource.from_path(Path(camera_config.source), camera_config, options.repeat)
+    hardware = settings.door_hardware
+    board = open_board(hardware)
+    relay = build_relay(hardware, board)
+    try:
+        needs_sensors = hardware.contact_pin is not None or hardware.exit_pin is not None
+        service = build_door_service(
+            kiosk,
+            camera=ResilientCamera(source, camera_config),
+            relay=relay,
+            sensors=(lambda on_event: build_sensors(hardware, relay, on_event, board)) if needs_sensors else None,
+        )
+    except BaseException:
+        relay.shutdown()
+        raise
+    return Door(service, relay)
+
+
+def run_door(door: Door, stop: threading.Event) -> None:
+    """Run until stopped; SIGTERM and SIGHUP close the relay at once and then stop the loop."""
+    from kiosk.door_relay import close_on_signals
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, request_stop)
+        close_on_signals(door.relay)  # runs first, then chains to request_stop
+    try:
+        door.service.run(stop)
+    finally:
+        door.shutdown()
+
+
+def print_decision(door: Door, as_json: bool) -> Callable[[DoorDecision], None]:
+    def show(decision: DoorDecision) -> None:
+        door.tally[("granted: " if decision.granted else "refused: ") + (decision.person or "(unknown)")] += 1
+        if as_json:
+            click.echo(json.dumps({
+                "time": decision.time.isoformat(), "person": decision.person,
+                "probability": round(decision.probability, 4), "granted": decision.granted,
+                "reason": decision.reason, "track": decision.track_id, "tailgating": decision.tailgating,
+            }))
+        else:
+            verdict = "GRANTED" if decision.granted else "refused"
+            flag = "  [tailgating]" if decision.tailgating else ""
+            click.echo(
+                f"{decision.time.astimezone():%H:%M:%S}  {verdict:7}  {decision.person or '(unknown)':28} "
+                f"p={decision.probability:.3f}  track {decision.track_id}  {decision.reason}{flag}"
+            )
+        sys.stdout.flush()
+
+    return show
+
+
+def summary(tally: Counter[str]) -> str:
+    """Who was let in and who was refused, with counts, in two lines."""
+    let_in = sorted((k.removeprefix("granted: "), n) for k, n in tally.items() if k.startswith("granted: "))
+    refused = sorted((k.removeprefix("refused: "), n) for k, n in tally.items() if k.startswith("refused: "))
+    return f"let in ({sum(n for _, n in let_in)}): {_names(let_in)}\nrefused ({sum(n for _, n in refused)}): {_names(refused)}"
+
+
+def _names(items: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{name} x{n}" if n > 1 else name for name, n in items) or "nobody"
+
+
+@main.command("run")
+@click.option("--camera", help="Camera source: device index, GStreamer pipeline, RTSP URL, video file or image folder (default: camera.source).")
+@click.option("--hold", type=click.IntRange(min=1), help="Replayed folders: frames each still is shown for (camera.hold_frames).")
+@click.option("--gap", type=click.IntRange(min=0), help="Replayed folders: empty frames between stills (camera.gap_frames).")
+@click.option("--fps", type=click.FloatRange(min=0), help="Replays: pace at this frame rate, dropping frames the loop misses (0: every frame).")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Replayed folders: play the folder this many times.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per decision on stdout.")
+@click.option("--quiet", is_flag=True, help="Do not print decisions (they are in `kiosk audit`).")
+@pass_kiosk
+def run_cmd(lazy: Lazy, camera: str | None, hold: int | None, gap: int | None, fps: float | None, repeat: int, as_json: bool, quiet: bool) -> None:
+    """Watch the door: recognise faces, open for enrolled people, log every decision."""
+    door = start_door(lazy.kiosk, RunOptions(camera, hold, gap, fps, repeat))
+    if not quiet:
+        door.service.add_listener(print_decision(door, as_json))
+    stop = threading.Event()
+    try:
+        run_door(door, stop)
+    except KeyboardInterrupt:
+        door.relay.close()
+        click.echo("interrupted: door closed", err=True)
+    stats = door.service.stats
+    if door.tally and not (quiet or as_json):
+        click.echo(summary(door.tally))
+    click.echo(
+        f"stopped: {stats.frames} frames ({stats.dropped} dropped), {stats.grants} granted, "
+        f"{stats.refusals} refused, {stats.store_failures} not stored; door closed",
+        err=True,
+    )
+

@@ -1,0 +1,306 @@
+"""The lock relay on gpiozero's mock pins: what the pin did, and when (fail-secure on every path).
+
+Assertions are on the mock pin's recorded states and times, never on mocks of our own calls.
+The Jetson backend cannot be installed here; one test drives it through a small fake
+Jetson.GPIO module (a stand-in for the real library, which only exists on a Jetson).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPin
+
+from conftest import REPO
+from kiosk.config import DoorConfig
+from kiosk.door_relay import build_relay, close_on_signals
+from kiosk.errors import KioskError
+from kiosk.gpio_board import open_board
+
+PIN = 17
+
+
+@pytest.fixture()
+def mock_factory() -> Iterator[MockFactory]:
+    """A fresh MockFactory as gpiozero's default, as `pin_factory = "mock"` would find it."""
+    previous = Device.pin_factory
+    factory = MockFactory()
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous
+
+
+def relay_pin(factory: MockFactory) -> MockPin:
+    return factory.pin(PIN)
+
+
+def levels(pin: MockPin) -> list[bool]:
+    return [s.state for s in pin.states]
+
+
+@pytest.mark.parametrize("active_high", [True, False])
+def test_closed_at_start_up(mock_factory: MockFactory, active_high: bool) -> None:
+    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=active_high))
+    pin = relay_pin(mock_factory)
+    assert pin.function == "output"
+    assert pin.state is (not active_high)  # de-energised: low for active-high, high for active-low
+    assert not relay.is_open
+    relay.shutdown()
+
+
+def test_pulse_opens_then_closes_by_itself(mock_factory: MockFactory) -> None:
+    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    pin = relay_pin(mock_factory)
+    pin.clear_states()
+    started = time.monotonic()
+    relay.pulse(0.3)
+    assert time.monotonic() - started < 0.05, "pulse must not block the door loop"
+    assert relay.is_open and pin.state is True
+    time.sleep(0.45)
+    assert not relay.is_open
+    assert levels(pin) == [False, True, False]
+    pin.assert_states_and_times([(0.0, False), (0.0, True), (0.3, False)])
+    relay.shutdown()
+
+
+def test_active_low_pulse_drives_the_pin_low(mock_factory: MockFactory) -> None:
+    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=False))
+    pin = relay_pin(mock_factory)
+    pin.clear_states()
+    relay.pulse(0.2)
+    time.sleep(0.35)
+    assert levels(pin) == [True, False, True]
+    pin.assert_states_and_times([(0.0, True), (0.0, False), (0.2, True)])
+    relay.shutdown()
+
+
+def test_a_second_pulse_extends_the_opening(mock_factory: MockFactory) -> None:
+    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    pin = relay_pin(mock_factory)
+    pin.clear_states()
+    relay.pulse(0.3)
+    time.sleep(0.2)
+    relay.pulse(0.3)  # a second granted person: the door stays open, without a flicker
+    time.sleep(0.45)
+    assert levels(pin) == [False, True, False]
+    pin.assert_states_and_times([(0.0, False), (0.0, True), (0.5, False)])
+    relay.shutdown()
+
+
+def test_close_cuts_a_pulse_short_and_is_idempotent(mock_factory: MockFactory) -> None:
+    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    pin = relay_pin(mock_factory)
+    pin.clear_states()
+    relay.pulse(5.0)
+    relay.close()
+    relay.close()
+    time.sleep(0.1)
+    assert levels(pin) == [False, True, False]
+    assert not relay.is_open
+    relay.shutdown()
+
+
+def test_closed_after_an_exception_in_the_loop(mock_factory: MockFactory) -> None:
+    def door_loop() -> None:
+        with build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN)) as relay:
+            relay.pulse(60.0)
+            raise RuntimeError("the loop broke while the door was open")
+
+    with pytest.raises(RuntimeError):
+        door_loop()
+    pin = relay_pin(mock_factory)
+    assert levels(pin)[-2:] == [True, False]
+    assert pin.state is False
+
+
+def test_shutdown_releases_the_pin_and_refuses_later_pulses(mock_factory: MockFactory) -> None:
+    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    relay.pulse(60.0)
+    relay.shutdown()
+    pin = relay_pin(mock_factory)
+    assert pin.state is False and pin.function == "input"  # closed, then handed back
+    with pytest.raises(KioskError, match="shut down"):
+        relay.pulse(1.0)
+    relay.close()  # a late signal handler after shutdown is harmless
+    relay.shutdown()
+    assert pin.state is False
+
+
+def test_close_racing_pulses_from_threads_never_leaves_the_door_open(mock_factory: MockFactory) -> None:
+    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    stop = threading.Event()
+
+    def pulser() -> None:
+        while not stop.is_set():
+            relay.pulse(30.0)
+
+    thread = threading.Thread(target=pulser)
+    thread.start()
+    for _ in range(200):
+        relay.close()
+    stop.set()
+    thread.join()
+    relay.close()
+    time.sleep(0.1)  # the watcher settles any pulse that raced the last close
+    assert not relay.is_open and relay_pin(mock_factory).state is False
+    relay.shutdown()
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
+def test_pulse_rejects_nonsense_lengths(mock_factory: MockFactory, seconds: float) -> None:
+    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    with pytest.raises(ValueError):
+        relay.pulse(seconds)
+    assert not relay.is_open
+    relay.shutdown()
+
+
+def test_no_gpio_hardware_falls_back_to_mock_pins_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    previous = Device.pin_factory
+    Device.pin_factory = None
+    try:
+        with caplog.at_level(logging.WARNING, logger="kiosk.gpio_board"):
+            board = open_board(DoorConfig(pin_factory="auto"))
+        assert board.is_mock and isinstance(Device.pin_factory, MockFactory)
+        assert "mock" in board.description and "no GPIO hardware" in board.description
+        assert any("door relay is simulated" in r.getMessage() for r in caplog.records)
+    finally:
+        if Device.pin_factory is not None:
+            Device.pin_factory.close()
+        Device.pin_factory = previous
+
+
+def test_a_named_backend_that_cannot_load_is_an_error_not_a_silent_mock() -> None:
+    with pytest.raises(KioskError, match="pin_factory = 'lgpio'.*not installed"):
+        open_board(DoorConfig(pin_factory="lgpio"))
+
+
+def test_a_pin_that_does_not_exist_is_named(mock_factory: MockFactory) -> None:
+    with pytest.raises(KioskError, match="pin 99"):
+        build_relay(DoorConfig(pin_factory="mock", relay_pin=99))
+
+
+CHILD = textwrap.dedent(
+    """
+    import atexit, sys, time
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+    Device.pin_factory = MockFactory()
+    pin = Device.pin_factory.pin(17)
+    # Registered before the relay's own exit hook, so it runs after it (atexit is LIFO).
+    atexit.register(lambda: print("final", pin.state, [s.state for s in pin.states], flush=True))
+    from kiosk.config import DoorConfig
+    from kiosk.door_relay import build_relay, close_on_signals
+    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=17))
+    close_on_signals(relay)
+    relay.pulse(120.0)
+    print("open", pin.state, flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_sigterm_leaves_the_relay_closed(tmp_path: Path) -> None:
+    """A real process holding the door open gets systemd's SIGTERM; the pin ends closed."""
+    script = tmp_path / "hold_open.py"
+    script.write_text(CHILD)
+    child = subprocess.Popen(
+        [sys.executable, str(script)], cwd=REPO, env={"PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().split() == ["open", "True"]
+        child.terminate()
+        out, err = child.communicate(timeout=20)
+    finally:
+        child.kill()
+    assert child.returncode == 128 + 15, err
+    assert out.split("\n")[0] == "final False [False, True, False]", (out, err)
+
+
+def test_close_on_signals_keeps_the_previous_handler(mock_factory: MockFactory) -> None:
+    import signal
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGHUP, lambda num, frame: seen.append(num))
+    try:
+        relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+        close_on_signals(relay, (signal.SIGHUP,))
+        relay.pulse(60.0)
+        signal.raise_signal(signal.SIGHUP)
+        assert not relay.is_open and relay_pin(mock_factory).state is False
+        assert seen == [signal.SIGHUP]
+        relay.shutdown()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+class FakeJetsonGPIO(types.ModuleType):
+    """The few Jetson.GPIO calls the backend makes, recording the level of each pin."""
+
+    BCM, BOARD, CVM, TEGRA_SOC = 11, 10, 1001, 1000
+    OUT, IN, HIGH, LOW = 0, 1, 1, 0
+    PUD_OFF, PUD_DOWN, PUD_UP = 20, 21, 22
+    BOTH = 33
+
+    def __init__(self) -> None:
+        super().__init__("Jetson.GPIO")
+        self.mode: int | None = None
+        self.levels: dict[int, list[int]] = {}
+        self.callbacks: dict[int, object] = {}
+        self.cleaned: list[int] = []
+
+    def setwarnings(self, flag: bool) -> None:
+        pass
+
+    def setmode(self, mode: int) -> None:
+        if self.mode not in (None, mode):
+            raise ValueError("A different mode has already been set!")
+        self.mode = mode
+
+    def setup(self, pin: int, direction: int, initial: int | None = None, pull_up_down: int | None = None) -> None:
+        self.levels[pin] = [self.LOW if initial is None else initial]
+
+    def output(self, pin: int, level: int) -> None:
+        self.levels[pin].append(level)
+
+    def input(self, pin: int) -> int:
+        return self.levels[pin][-1]
+
+    def add_event_detect(self, pin: int, edge: int, callback: object, bouncetime: int | None = None) -> None:
+        self.callbacks[pin] = callback
+
+    def remove_event_detect(self, pin: int) -> None:
+        del self.callbacks[pin]
+
+    def cleanup(self, pin: int) -> None:
+        self.cleaned.append(pin)
+
+
+def test_jetson_backend_drives_the_same_relay(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpio = FakeJetsonGPIO()
+    package = types.ModuleType("Jetson")
+    package.GPIO = gpio  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "Jetson", package)
+    monkeypatch.setitem(sys.modules, "Jetson.GPIO", gpio)
+    relay = build_relay(DoorConfig(pin_factory="jetson", relay_pin=PIN, relay_active_high=False))
+    assert gpio.mode == gpio.BCM
+    relay.pulse(0.2)
+    assert relay.is_open
+    time.sleep(0.35)
+    assert not relay.is_open
+    relay.shutdown()
+    # Set up closed (high), opened once (low), closed on time, and only closed from then on.
+    assert gpio.levels[PIN][:4] == [1, 1, 0, 1] and set(gpio.levels[PIN][4:]) == {1}
+    assert gpio.cleaned == [PIN]

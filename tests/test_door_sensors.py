@@ -1,0 +1,212 @@
+"""Door contact and exit button on gpiozero's mock pins, driven the way the wires would drive them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from kiosk.config import DoorConfig
+from kiosk.door_relay import DoorRelay, build_relay
+from kiosk.door_sensors import DoorEvent, DoorSensors, build_sensors
+
+RELAY, CONTACT, EXIT = 17, 27, 22
+
+
+class Recorder:
+    """The door loop's side: it keeps every event (thread-safe, as GPIO callbacks need)."""
+
+    def __init__(self) -> None:
+        self.events: list[DoorEvent] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, event: DoorEvent) -> None:
+        with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    @property
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+    def wait_for(self, kind: str, timeout: float) -> DoorEvent | None:
+        with self._changed:
+            self._changed.wait_for(lambda: kind in self.kinds, timeout)
+        return next((e for e in self.events if e.kind == kind), None)
+
+
+@pytest.fixture()
+def mock_factory() -> Iterator[MockFactory]:
+    previous = Device.pin_factory
+    factory = MockFactory()
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous
+
+
+def door(**overrides: object) -> DoorConfig:
+    """Pull-down inputs: the contact reads low while the door is shut, the button high when pressed."""
+    base: dict[str, object] = dict(
+        pin_factory="mock",
+        relay_pin=RELAY,
+        contact_pin=CONTACT,
+        exit_pin=EXIT,
+        input_pull="down",
+        contact_open_level="high",
+        exit_pressed_level="high",
+        held_open_seconds=0.3,
+        pulse_seconds=0.5,
+        bounce_seconds=0.0,
+    )
+    return DoorConfig(**(base | overrides))
+
+
+@pytest.fixture()
+def rig(mock_factory: MockFactory) -> Iterator[tuple[DoorRelay, DoorSensors, Recorder]]:
+    config = door()
+    relay = build_relay(config)
+    recorder = Recorder()
+    sensors = build_sensors(config, relay, recorder)
+    yield relay, sensors, recorder
+    sensors.close()
+    relay.shutdown()
+
+
+def test_held_open_alarm_fires_after_the_limit_once(rig: tuple[DoorRelay, DoorSensors, Recorder], mock_factory: MockFactory) -> None:
+    relay, sensors, recorder = rig
+    contact = mock_factory.pin(CONTACT)
+    relay.pulse(0.5)
+    opened = time.monotonic()
+    contact.drive_high()
+    assert recorder.kinds == ["opened"] and sensors.state == "open"
+    alarm = recorder.wait_for("held-open", timeout=2.0)
+    assert alarm is not None and alarm.alarm
+    assert 0.25 <= time.monotonic() - opened < 1.0
+    time.sleep(0.4)  # still open: no second alarm for the same opening
+    assert recorder.kinds == ["opened", "held-open"] and sensors.state == "held-open"
+    contact.drive_low()
+    assert recorder.kinds == ["opened", "held-open", "closed"] and sensors.state == "closed"
+
+
+def test_a_door_shut_in_time_raises_no_alarm(rig: tuple[DoorRelay, DoorSensors, Recorder], mock_factory: MockFactory) -> None:
+    relay, _, recorder = rig
+    contact = mock_factory.pin(CONTACT)
+    relay.pulse(0.5)
+    contact.drive_high()
+    time.sleep(0.1)
+    contact.drive_low()
+    time.sleep(0.4)
+    assert recorder.kinds == ["opened", "closed"]
+    assert not any(e.alarm for e in recorder.events)
+
+
+def test_door_opened_while_locked_is_forced(rig: tuple[DoorRelay, DoorSensors, Recorder], mock_factory: MockFactory) -> None:
+    relay, sensors, recorder = rig
+    assert not relay.is_open
+    mock_factory.pin(CONTACT).drive_high()
+    assert recorder.kinds == ["forced"] and recorder.events[0].alarm
+    assert sensors.state == "forced"
+    mock_factory.pin(CONTACT).drive_low()
+    assert recorder.kinds == ["forced", "closed"] and sensors.state == "closed"
+
+
+def test_exit_button_releases_the_lock_and_the_exit_is_not_forced(
+    rig: tuple[DoorRelay, DoorSensors, Recorder], mock_factory: MockFactory
+) -> None:
+    relay, _, recorder = rig
+    relay_pin, button, contact = (mock_factory.pin(p) for p in (RELAY, EXIT, CONTACT))
+    relay_pin.clear_states()
+    button.drive_high()  # pressed
+    button.drive_low()  # released: no second request
+    assert recorder.kinds == ["exit-request"] and relay.is_open
+    contact.drive_high()
+    contact.drive_low()
+    assert recorder.kinds == ["exit-request", "opened", "closed"]
+    time.sleep(0.65)
+    assert [s.state for s in relay_pin.states] == [False, True, False]
+    relay_pin.assert_states_and_times([(0.0, False), (0.0, True), (0.5, False)])
+
+
+def test_an_exit_request_covers_a_door_opened_just_after_the_lock_closed(mock_factory: MockFactory) -> None:
+    config = door(pulse_seconds=0.1, exit_grace_seconds=5.0)
+    recorder = Recorder()
+    with build_relay(config) as relay:
+        sensors = build_sensors(config, relay, recorder)
+        mock_factory.pin(EXIT).drive_high()
+        time.sleep(0.2)  # the pulse is over; a slow leaver pushes the door (a mechanical exit)
+        assert not relay.is_open
+        mock_factory.pin(CONTACT).drive_high()
+        assert recorder.kinds == ["exit-request", "opened"]
+        sensors.close()
+
+
+def test_pull_up_wiring_reads_the_other_way_round(mock_factory: MockFactory) -> None:
+    """Switches to ground with internal pull-ups (the usual wiring): door open and button idle read high."""
+    config = door(input_pull="up", contact_open_level="high", exit_pressed_level="low")
+    recorder = Recorder()
+    with build_relay(config) as relay:
+        sensors = build_sensors(config, relay, recorder)
+        # The pull-up makes the mock contact read high, i.e. open at start-up: reported, not forced.
+        assert recorder.kinds == ["opened"] and "started" in recorder.events[0].detail
+        mock_factory.pin(CONTACT).drive_low()  # the door shuts: the reed switch closes to ground
+        mock_factory.pin(EXIT).drive_low()  # pressed
+        assert recorder.kinds == ["opened", "closed", "exit-request"] and relay.is_open
+        sensors.close()
+
+
+def test_a_failing_listener_does_not_stop_the_watching(mock_factory: MockFactory) -> None:
+    config = door()
+    seen: list[str] = []
+
+    def broken(event: DoorEvent) -> None:
+        seen.append(event.kind)
+        raise RuntimeError("database is locked")
+
+    with build_relay(config) as relay:
+        sensors = build_sensors(config, relay, broken)
+        mock_factory.pin(CONTACT).drive_high()
+        mock_factory.pin(CONTACT).drive_low()
+        assert seen == ["forced", "closed"]
+        sensors.close()
+
+
+def test_without_inputs_configured_nothing_is_watched(mock_factory: MockFactory) -> None:
+    config = DoorConfig(pin_factory="mock", relay_pin=RELAY)
+    recorder = Recorder()
+    with build_relay(config) as relay:
+        sensors = build_sensors(config, relay, recorder)
+        assert sensors.door_open is None and sensors.state == "closed"
+        relay.pulse(1.0)
+        assert sensors.state == "open"
+        sensors.close()
+    assert recorder.events == []
+
+
+def test_jetson_inputs_report_through_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jetson.GPIO cannot be installed here: a stand-in module records the calls and plays the edges."""
+    import sys
+    import types
+
+    from test_door_relay import FakeJetsonGPIO
+
+    gpio = FakeJetsonGPIO()
+    package = types.ModuleType("Jetson")
+    package.GPIO = gpio  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "Jetson", package)
+    monkeypatch.setitem(sys.modules, "Jetson.GPIO", gpio)
+    config = door(pin_factory="jetson")
+    recorder = Recorder()
+    with build_relay(config) as relay:
+        sensors = build_sensors(config, relay, recorder)
+        gpio.levels[CONTACT].append(gpio.HIGH)  # the door is pushed open while locked
+        gpio.callbacks[CONTACT](CONTACT)
+        gpio.levels[EXIT].append(gpio.HIGH)  # then someone presses the exit button
+        gpio.callbacks[EXIT](EXIT)
+        assert recorder.kinds == ["forced", "exit-request"] and relay.is_open
+        sensors.close()
+    assert set(gpio.cleaned) == {RELAY, CONTACT, EXIT} and gpio.callbacks == {}

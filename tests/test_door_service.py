@@ -1,0 +1,331 @@
+"""The running door on replayed folders of real photos: real SCRFD and MobileFaceNet, a real
+SQLite file, gpiozero's MockFactory pins. Only the camera's failures are simulated (no USB
+camera here to unplug)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from conftest import DEV, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos, REPO
+from db.models import AccessEvent
+from kiosk.camera import CameraError, Frame, ReplaySource, ResilientCamera
+from kiosk.config import CameraConfig, DetectionConfig, DoorConfig, ModelPaths, PolicyConfig, Settings
+from kiosk.context import KioskContext
+from kiosk.door_relay import DoorRelay, build_relay
+from kiosk.door_sensors import build_sensors
+from kiosk.door_service import DoorService, build_door_service
+from kiosk.door_status import read_status
+from kiosk.face_detection import FaceDetector
+from kiosk.gpio_board import open_board
+from kiosk.retraining import retrain
+
+RELAY_PIN, CONTACT_PIN = 17, 27
+
+
+@pytest.fixture()
+def pins() -> Iterator[MockFactory]:
+    previous = Device.pin_factory
+    factory = MockFactory()
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous
+
+
+@pytest.fixture(scope="module")
+def door_detector() -> FaceDetector:
+    from conftest import DETECTOR
+
+    return FaceDetector.from_settings(ModelPaths(detector=DETECTOR), DetectionConfig(pad_fraction=0.0))
+
+
+@pytest.fixture()
+def home(enrolled_dev, tmp_path: Path) -> Path:
+    return copy_home(enrolled_dev[0], tmp_path / "home")
+
+
+def replay_dir(tmp_path: Path, pictures: list[tuple[str, Path]], name: str = "replay") -> Path:
+    """A folder of symlinks to real photos, named so they replay in the given order."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for i, (label, photo) in enumerate(pictures):
+        (folder / f"{i:03d}-{label}-{photo.stem}.jpg").symlink_to(photo)
+    return folder
+
+
+def build(home: Path, source, detector, embedder, pins: MockFactory, relay: DoorRelay | None = None, sensors=False, **policy) -> DoorService:
+    hardware = DoorConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=policy.pop("pulse", 0.2),
+                          contact_pin=CONTACT_PIN if sensors else None, input_pull="down", held_open_seconds=0.3)
+    settings = make_settings(
+        home,
+        camera=CameraConfig(reconnect_initial_seconds=0.01, reconnect_max_seconds=0.05),
+        # short windows keep the replays short: 2 of 3 frames, a visit over after 1 empty frame
+        policy=PolicyConfig(**{"reload_check_seconds": 0.2, "window_frames": 3, "min_frames": 2, "track_max_missed": 1, **policy}),
+        door_hardware=hardware,
+    )
+    ctx = KioskContext(settings)
+    ctx.__dict__["embedder"] = embedder
+    board = open_board(hardware)
+    relay = relay or build_relay(hardware, board)
+    factory = (lambda on_event: build_sensors(hardware, relay, on_event, board)) if sensors else None
+    return build_door_service(ctx, ResilientCamera(source, settings.camera), relay, detector=detector, sensors=factory)
+
+
+def events(home: Path) -> list[AccessEvent]:
+    engine = create_engine(f"sqlite:///{home / 'kiosk.db'}")
+    with Session(engine) as s:
+        rows = list(s.scalars(select(AccessEvent).order_by(AccessEvent.id)))
+    engine.dispose()
+    return rows
+
+
+def opened(pins: MockFactory) -> int:
+    """How many times the relay pin went high."""
+    return sum(1 for s in pins.pin(RELAY_PIN).states if s.state)
+
+
+class CommitCheckingRelay(DoorRelay):
+    """The real relay, asked at every pulse whether the grant is already committed (from another connection)."""
+
+    def __init__(self, inner: DoorRelay, home: Path):
+        self.inner, self.home = inner, home
+        self.committed_at_pulse: list[bool] = []
+
+    def pulse(self, seconds: float) -> None:
+        self.committed_at_pulse.append(any(e.granted for e in events(self.home)[-1:]))
+        self.inner.pulse(seconds)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self.inner.is_open
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+def test_enrolled_people_granted_strangers_refused_one_event_per_visit(home, tmp_path, door_detector, embedder, pins) -> None:
+    people = dev_people()[:3]
+    strangers = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[:3]
+    shown = [(p.name, f) for p in people for f in photos(p)[12:]] + [("stranger", photos(s)[0]) for s in strangers]
+    source = ReplaySource.from_path(replay_dir(tmp_path, shown), CameraConfig(hold_frames=3, gap_frames=2))
+    inner = build_relay(DoorConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.2))
+    relay = CommitCheckingRelay(inner, home)
+    service = build(home, source, door_detector, embedder, pins, relay=relay)
+    heard = []
+    service.add_listener(heard.append)
+    service.run(threading.Event())
+
+    rows = events(home)
+    grants = [e for e in rows if e.granted]
+    # each person shows three held-back photos in a row: one grant each, the others fall in the cooldown
+    assert sorted(e.person_name for e in grants) == sorted(p.name for p in people)
+    for e in grants:
+        assert e.details["frame"].split("-")[1] == e.person_name and e.model_version is not None
+        assert e.probability >= 0.8 and e.person_id is not None
+    stranger_events = [e for e in rows if "stranger" in e.details.get("frame", "")]
+    assert stranger_events and not any(e.granted for e in stranger_events)
+    assert {e.details["frame"] for e in stranger_events} >= {f"{i:03d}-stranger-1.jpg" for i in range(9, 12)}
+    assert opened(pins) == len(grants) == service.stats.pulses
+    assert relay.committed_at_pulse == [True] * len(grants)
+    assert [d.person for d in heard] == [e.person_name for e in rows]
+    assert not inner.is_open
+    status = read_status(home)
+    assert status is not None and status.camera == "exhausted" and status.door_state == "closed"
+
+
+def test_a_person_standing_there_is_one_event_not_one_per_frame(home, tmp_path, door_detector, embedder, pins) -> None:
+    person = dev_people()[3]
+    stranger = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[3]
+    shown = [(person.name, photos(person)[12]), ("stranger", photos(stranger)[0])]
+    source = ReplaySource.from_path(replay_dir(tmp_path, shown), CameraConfig(hold_frames=15, gap_frames=2))
+    service = build(home, source, door_detector, embedder, pins)
+    service.run(threading.Event())
+    rows = events(home)
+    assert service.stats.frames == 34
+    by_frame = {}
+    for e in rows:
+        by_frame.setdefault(e.details["frame"].split("-")[1], []).append(e.granted)
+    assert by_frame[person.name] == [True]
+    assert by_frame["stranger"] and set(by_frame["stranger"]) == {False}
+    assert len(by_frame["stranger"]) == len({e.track_id for e in rows if not e.granted})  # one per track
+    assert service.policy.suppressed_refusals > 0
+
+
+class VanishingCamera(ReplaySource):
+    """A replay whose camera drops out after a few frames: reads fail, then reopening fails."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.outage = 0
+
+    def read(self) -> Frame | None:
+        if self._next == 8 and self.outage < 3:
+            self.outage += 1
+            raise CameraError("camera: /dev/video0 disconnected")
+        return super().read()
+
+    def open(self) -> None:
+        if 0 < self.outage < 3:
+            self.outage += 1
+            raise CameraError("camera: cannot open /dev/video0")
+        super().open()
+
+
+def test_a_camera_that_vanishes_mid_run_is_survived(home, tmp_path, door_detector, embedder, pins, caplog) -> None:
+    person = dev_people()[4]
+    folder = replay_dir(tmp_path, [(person.name, photos(person)[12]), (person.name, photos(person)[13])])
+    files = sorted(folder.iterdir())
+    source = VanishingCamera(files, folder, hold=4, gap=2)
+    service = build(home, source, door_detector, embedder, pins, cooldown_seconds=0.0)
+    with caplog.at_level("WARNING"):
+        service.run(threading.Event())
+    assert service.camera.source.outage == 3
+    assert "disconnected; retrying" in caplog.text and "camera back after" in caplog.text
+    assert service.stats.frames == source.total_frames  # every frame after the outage was still seen
+    grants = [e for e in events(home) if e.granted]
+    assert {e.person_name for e in grants} == {person.name}
+    assert grants[-1].details["frame"] == files[1].name  # recognised again on the far side of the outage
+
+
+def test_an_exception_in_the_loop_leaves_the_relay_closed(home, tmp_path, door_detector, embedder, pins) -> None:
+    person = dev_people()[5]
+    source = ReplaySource.from_path(replay_dir(tmp_path, [(person.name, photos(person)[12])]), CameraConfig(hold_frames=30, gap_frames=0))
+    service = build(home, source, door_detector, embedder, pins, pulse=60.0)
+    real = service.selection.recogniser.predict
+    calls = []
+
+    def failing_predict(faces, top_k=5):
+        calls.append(1)
+        if service.relay.is_open and len(calls) > 6:
+            raise RuntimeError("recogniser crashed")
+        return real(faces, top_k)
+
+    service.selection.recogniser.predict = failing_predict  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="recogniser crashed"):
+        service.run(threading.Event())
+    assert opened(pins) == 1  # the door was open (60 s pulse) when the loop crashed ...
+    assert pins.pin(RELAY_PIN).state == 0  # ... and is shut now
+    service.relay.shutdown()
+
+
+def test_door_contact_forced_and_held_open_alarms_are_logged(home, tmp_path, door_detector, embedder, pins) -> None:
+    stranger = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[0]
+    source = ReplaySource.from_path(replay_dir(tmp_path, [("stranger", photos(stranger)[0])]), CameraConfig(hold_frames=10_000))
+    service = build(home, source, door_detector, embedder, pins, sensors=True)
+    stop = threading.Event()
+    worker = threading.Thread(target=service.run, args=(stop,))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while service.stats.frames < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pins.pin(CONTACT_PIN).drive_high()  # the door opens while the lock is shut
+        deadline = time.monotonic() + 10
+        while not any("held-open" in e.reason for e in events(home)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert service.status().door_state in ("forced", "held-open")
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    reasons = [e.reason for e in events(home) if e.details.get("door_event")]
+    assert any(r.startswith("door forced") for r in reasons)
+    assert any(r.startswith("door held-open") for r in reasons)
+    assert opened(pins) == 0
+
+
+def test_hot_reload_switches_to_a_new_model_without_stopping(home, tmp_path, door_detector, embedder, pins) -> None:
+    person = dev_people()[6]
+    source = ReplaySource([photos(person)[12]], person, hold=3, gap=2, repeat=100_000)
+    service = build(home, source, door_detector, embedder, pins, cooldown_seconds=0.0)
+    old = service.selection.recogniser.model_version
+    stop = threading.Event()
+    worker = threading.Thread(target=service.run, args=(stop,))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while service.stats.grants < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ctx = KioskContext(service.settings)
+        ctx.__dict__["embedder"] = embedder
+        new = retrain(ctx).runs["face"]
+        frames_at_retrain = service.stats.frames
+        deadline = time.monotonic() + 30
+        while service.selection.recogniser.model_version != new and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while not any(e.model_version == new for e in events(home)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert new != old and service.selection.recogniser.model_version == new and service.stats.reloads == 1
+    assert service.stats.frames > frames_at_retrain
+    versions = [e.model_version for e in events(home) if e.granted]
+    assert versions[0] == old and versions[-1] == new
+
+
+def test_a_flood_of_faces_drops_frames_instead_of_queueing(home, tmp_path, door_detector, embedder, pins) -> None:
+    faces = [photos(p)[12] for p in dev_people()[:12]] + [photos(s)[0] for s in sorted(STRANGERS.iterdir())[:4]]
+    tiles = [cv2.resize(cv2.imread(str(f)), (160, 160)) for f in faces]
+    mosaic = np.vstack([np.hstack(tiles[r * 4:(r + 1) * 4]) for r in range(4)])
+    folder = tmp_path / "flood"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "crowd.jpg"), mosaic)
+    fps, frames = 100.0, 300
+    source = ReplaySource([folder / "crowd.jpg"], folder, hold=frames, gap=0, fps=fps)
+    service = build(home, source, door_detector, embedder, pins, max_faces=10)
+    started = time.monotonic()
+    service.run(threading.Event())
+    took = time.monotonic() - started
+    stats = service.stats
+    assert stats.dropped > 0 and stats.frames + stats.dropped == frames
+    assert stats.skipped_faces > 0 and stats.faces == 10 * stats.frames
+    # real time: done about when the camera's last frame was due, not frames x per-frame time later
+    per_frame = took / stats.frames
+    assert took < frames / fps + 3 * per_frame + 1.0
+
+
+def test_sigterm_closes_the_relay_and_exits_cleanly(enrolled_dev, tmp_path) -> None:
+    home = copy_home(enrolled_dev[0], tmp_path / "home")
+    person = dev_people()[7]
+    folder = replay_dir(tmp_path, [(person.name, photos(person)[12])])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "-v", "run", "--camera", str(folder), "--hold", "100000"],
+        env=kiosk_env(home) | {"KIOSK_DOOR_HARDWARE__PIN_FACTORY": "mock", "KIOSK_DOOR_HARDWARE__PULSE_SECONDS": "60"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    try:
+        line = proc.stdout.readline()  # the first decision: the door is open for 60 s
+        assert "GRANTED" in line and person.name in line
+        status = read_status(home)
+        deadline = time.monotonic() + 5
+        while (status is None or status.door_state != "open") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = read_status(home)
+        assert status is not None and status.door_state == "open"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "door relay closed and released" in err
+    assert read_status(home).door_state == "closed"
+    assert [e.person_name for e in events(home) if e.granted] == [person.name]
