@@ -107,6 +107,24 @@ class DatabaseConfig(Section):
     busy_timeout_ms: int = Field(10000, ge=0, description="SQLite busy timeout in milliseconds.")
 
 
+class PrivacyConfig(Section):
+    key_file: Path | None = Field(
+        None,
+        description="Fernet key that encrypts face crops and thumbnails at rest; must lie outside the data "
+        "directory (create it with `kiosk privacy new-key PATH`). Unset: stored unencrypted.",
+    )
+    thumbnails: bool = Field(False, description="Keep a face thumbnail with each access event.")
+    thumbnail_retention_days: int = Field(
+        7, ge=1, description="Event thumbnails older than this are deleted by the daily `kiosk audit purge`."
+    )
+    event_retention_days: int = Field(
+        0,
+        ge=0,
+        description="Access events and admin actions older than this are purged daily (the chain stays "
+        "verifiable from an anchor); 0 keeps them forever.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything the kiosk reads at start-up."""
 
@@ -124,6 +142,7 @@ class Settings(BaseSettings):
     recognition: RecognitionConfig = Field(default_factory=RecognitionConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @classmethod
     def settings_customise_sources(
