@@ -62,7 +62,7 @@ def load_key(key_file: Path, home: Path | None) -> Fernet:
 
 def new_key(path: Path) -> None:
     """Write a fresh key readable by this user only; never overwrites one (that would orphan every crop)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -72,6 +72,16 @@ def new_key(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def private_dirs(folder: Path) -> None:
+    """Create a folder and any missing parents as 0700 (``mkdir(parents=True)`` gives parents the umask's mode)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for part in reversed(missing):
+        part.mkdir(mode=0o700, exist_ok=True)
 
 
 def person_dir(crops_dir: Path, person_id: int) -> Path:
@@ -89,7 +99,7 @@ def write_crop(path: Path, crop: np.ndarray) -> None:
         data = MAGIC + cipher.encrypt(data)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dirs(path.parent)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)
