@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -147,8 +148,9 @@ def test_remove_leaves_no_image_feature_or_template(kiosk: KioskContext, tmp_pat
     assert len(files_holding(home, needles)) >= len(needles)  # all findable before the removal
     kiosk.engine.dispose()
 
-    env = {"KIOSK_PRIVACY__THUMBNAILS": "true"}
-    proc = run_kiosk(["identities", "remove", victim], home, **env)
+    door = sqlite3.connect(home / "kiosk.db")  # the door service keeps the database open: the WAL stays
+    door.execute("SELECT count(*) FROM people").fetchone()
+    proc = run_kiosk(["identities", "remove", victim], home, KIOSK_PRIVACY__THUMBNAILS="true")
     assert proc.returncode == 0, proc.stderr
     assert f"removed {victim}: 5 samples erased; face model v" in proc.stdout
     ctx = KioskContext(kiosk.settings)
@@ -156,6 +158,7 @@ def test_remove_leaves_no_image_feature_or_template(kiosk: KioskContext, tmp_pat
     retrain(ctx)
 
     assert files_holding(home, needles) == []
+    door.close()
     name = victim.encode()
     assert [str(p.relative_to(home)) for p in home.rglob("*") if p.is_file() and not p.name.startswith("kiosk.db") and name in p.read_bytes()] == []
 
