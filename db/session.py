@@ -4,7 +4,7 @@ WAL lets readers and the one writer work at once; ``busy_timeout`` makes a write
 other instead of failing; ``synchronous=FULL`` because WAL with NORMAL can lose the last
 commits on power loss, and the access log must not. ``secure_delete`` overwrites deleted
 rows, so an erased person's embeddings do not linger in free pages. A full disk becomes one
-StorageFull error instead of a driver message. Sessions chain audit rows (db/audit_chain.py).
+StorageFull error, a lock held past the busy timeout one KioskError, not a driver message. Sessions chain audit rows (db/audit_chain.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import audit_chain
-from kiosk.errors import StorageFull
+from kiosk.errors import KioskError, StorageFull
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -47,9 +47,15 @@ def make_engine(url: str, busy_timeout_ms: int = 10000) -> Engine:
         cur.close()
 
     @event.listens_for(engine, "handle_error")
-    def _disk_full(ctx: ExceptionContext) -> StorageFull | None:
-        if getattr(ctx.original_exception, "sqlite_errorname", "") == "SQLITE_FULL":
+    def _one_line_errors(ctx: ExceptionContext) -> KioskError | None:
+        code = getattr(ctx.original_exception, "sqlite_errorname", "")
+        if code == "SQLITE_FULL":
             return StorageFull(f"disk full: the database {parsed.database} cannot grow; free space on its disk")
+        if code == "SQLITE_BUSY":
+            return KioskError(
+                f"database busy: another process held {parsed.database} for over {busy_timeout_ms} ms "
+                "(database.busy_timeout_ms)"
+            )
         return None
 
     return engine
