@@ -78,7 +78,7 @@ def backup(settings: Settings, dest: Path, progress: Callable[[str], None] | Non
         counts = _counts(dst)
         crops = [row[0] for row in dst.execute("SELECT crop_path FROM face_samples")]
         thumbs = [row[0] for row in dst.execute("SELECT thumbnail_path FROM access_events WHERE thumbnail_path IS NOT NULL")]
-        models = [Path(row[0]) for row in dst.execute("SELECT artifact_path FROM training_runs WHERE status = 'complete' AND artifact_path IS NOT NULL")]
+        models = [settings.artifacts_dir / Path(row[0]).name for row in dst.execute("SELECT artifact_path FROM training_runs WHERE status = 'complete' AND artifact_path IS NOT NULL")]
     finally:
         src.close()
         dst.close()

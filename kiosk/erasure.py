@@ -19,7 +19,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -62,13 +62,13 @@ def forget_person(ctx: KioskContext, name: str, actor: str = "cli", progress: Ca
         feats = cached_features(ctx.sessions, samples, ctx.embedder.encoder_key, ctx.embedder.embed)
         report.rebuilt_face_version = train_face_model(registry, ctx.embedder, samples, feats)
     with ctx.sessions.begin() as session:
-        report.erased_versions = _erase_artifacts(session, enrolled_since, report.rebuilt_face_version)
+        report.erased_versions = _erase_artifacts(session, registry, enrolled_since, report.rebuilt_face_version)
     say(f"deleted model artifacts that held them: {', '.join(report.erased_versions) or 'none'}")
     report.wal_cleared = _truncate_wal(ctx)
     return report
 
 
-def _erase_artifacts(session: Session, since: object, keep: int | None) -> list[str]:
+def _erase_artifacts(session: Session, registry: ModelRegistry, since: datetime, keep: int | None) -> list[str]:
     runs = session.scalars(
         select(TrainingRun).where(TrainingRun.started_at >= since, TrainingRun.artifact_path.is_not(None))
     ).all()
@@ -76,7 +76,7 @@ def _erase_artifacts(session: Session, since: object, keep: int | None) -> list[
     for run in runs:
         if run.id == keep:
             continue
-        shutil.rmtree(Path(run.artifact_path or ""), ignore_errors=True)
+        shutil.rmtree(registry.folder(run), ignore_errors=True)
         run.status, run.finished_at = "erased", run.finished_at or utcnow()
         run.error = "artifact deleted: it held a person who was erased"
         run.artifact_path = run.artifact_sha256 = None

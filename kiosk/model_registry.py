@@ -107,9 +107,14 @@ class ModelRegistry:
             raise KioskError(f"no intact {recogniser} model: {refused[0]}" + (f" (and {len(refused) - 1} older)" if len(refused) > 1 else ""))
         return None
 
+    def folder(self, run: TrainingRun) -> Path:
+        """A version's folder under this registry's artifacts directory, found by name, so a data
+        directory that was copied or restored elsewhere uses its own models, not the original's."""
+        return self.artifacts_dir / Path(run.artifact_path or "").name
+
     def verified_path(self, run: TrainingRun) -> Path:
         """The artifact folder, refused unless its contents still hash to what was recorded."""
-        path = Path(run.artifact_path or "")
+        path = self.folder(run)
         if not path.is_dir():
             raise KioskError(f"model version {run.id} ({run.recogniser}): artifact folder is missing: {path}")
         if artifact_digest(path) != run.artifact_sha256:

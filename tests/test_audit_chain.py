@@ -39,6 +39,7 @@ for i in range(n):
         s.add(AccessEvent(door=tag, person_name=f"{tag}-{i}", granted=i % 2 == 0, probability=0.5, reason="test"))
         if i % 10 == 0:
             s.add(AdminAction(actor=tag, action="note", subject=str(i)))
+    time.sleep(0.003)  # a door writes at frame rate, not flat out: lets the two writers interleave
 print("done", flush=True)
 """
 

@@ -165,7 +165,7 @@ def test_corrupt_newest_model_is_refused_and_the_previous_stays(small_home: Path
     registry = ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir)
     previous = registry.in_force("face").id
     newest = retrain(ctx).runs["face"]
-    templates = Path(registry.in_force("face").artifact_path) / "templates.npz"
+    templates = registry.folder(registry.in_force("face")) / "templates.npz"
     data = bytearray(templates.read_bytes())
     data[len(data) - 40] ^= 0x01
     templates.write_bytes(bytes(data))

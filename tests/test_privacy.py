@@ -137,9 +137,10 @@ def test_remove_leaves_no_image_feature_or_template(kiosk: KioskContext, tmp_pat
         s.add(AccessEvent(door="front", person_id=pid, person_name=victim, granted=True, probability=0.95, reason="recognised", thumbnail_path=thumb))
         samples = s.scalars(select(FaceSample).where(FaceSample.person_id == pid)).all()
         vectors = s.scalars(select(FeatureCache.vector).join(FaceSample).where(FaceSample.person_id == pid)).all()
-    run = ModelRegistry(kiosk.sessions, kiosk.settings.artifacts_dir).in_force("face")
-    meta = json.loads((Path(run.artifact_path) / "meta.json").read_text())
-    template = np.load(Path(run.artifact_path) / "templates.npz")["templates"][meta["people"].index(victim)]
+    registry = ModelRegistry(kiosk.sessions, kiosk.settings.artifacts_dir)
+    folder = registry.folder(registry.in_force("face"))
+    meta = json.loads((folder / "meta.json").read_text())
+    template = np.load(folder / "templates.npz")["templates"][meta["people"].index(victim)]
     needles = {f"crop {s.sha256[:8]}": (kiosk.settings.crops_dir / s.crop_path).read_bytes()[1000:1064] for s in samples}
     needles |= {f"feature {i}": v[64:128] for i, v in enumerate(vectors)}
     needles |= {f"sample id {s.sha256[:8]}": s.sha256.encode() for s in samples}
@@ -181,7 +182,6 @@ def test_remove_leaves_no_image_feature_or_template(kiosk: KioskContext, tmp_pat
     with ctx.sessions() as s:
         assert s.scalar(select(AccessEvent.thumbnail_path).where(AccessEvent.person_name == victim)) is None
         assert s.get_one(TrainingRun, first).status == "erased"
-    now_in_force = ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir).in_force("face")
-    meta = json.loads((Path(now_in_force.artifact_path) / "meta.json").read_text())
+    meta = json.loads((registry.folder(registry.in_force("face")) / "meta.json").read_text())
     assert meta["people"] == sorted(p.name for p in people if p.name != victim)
     assert all(r.ok for r in verify_all(ctx.sessions))
