@@ -4,7 +4,8 @@ WAL lets readers and the one writer work at once; ``busy_timeout`` makes a write
 other instead of failing; ``synchronous=FULL`` because WAL with NORMAL can lose the last
 commits on power loss, and the access log must not. ``secure_delete`` overwrites deleted
 rows, so an erased person's embeddings do not linger in free pages. A full disk becomes one
-StorageFull error, a lock held past the busy timeout one KioskError, not a driver message. Sessions chain audit rows (db/audit_chain.py).
+StorageFull error and a lock held past the busy timeout one KioskError, not a driver message.
+Sessions from ``session_factory`` hash-chain audit rows (db/audit_chain.py).
 """
 
 from __future__ import annotations

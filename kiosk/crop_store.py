@@ -48,8 +48,8 @@ def _fernet() -> Fernet | None:
 def load_key(key_file: Path, home: Path | None) -> Fernet:
     """The Fernet cipher from a key file that is private and outside the data directory."""
     path = key_file.expanduser().resolve()
-    if home is not None and path.is_relative_to(home.expanduser().resolve()):
-        raise ConfigError(f"config: 'privacy.key_file' must lie outside the data directory {home}: {key_file}")
+    if home is not None:
+        require_outside(key_file, home)
     if not path.is_file():
         raise ConfigError(f"config: 'privacy.key_file' names a file that does not exist: {key_file} (create one with `kiosk privacy new-key {key_file}`)")
     if path.stat().st_mode & 0o077:
@@ -58,6 +58,12 @@ def load_key(key_file: Path, home: Path | None) -> Fernet:
         return Fernet(path.read_bytes().strip())
     except ValueError:
         raise ConfigError(f"config: 'privacy.key_file' {key_file} is not a Fernet key") from None
+
+
+def require_outside(key_file: Path, home: Path) -> None:
+    """A key kept beside the crops it locks protects nothing when the data directory is copied."""
+    if key_file.expanduser().resolve().is_relative_to(home.expanduser().resolve()):
+        raise ConfigError(f"config: 'privacy.key_file' must lie outside the data directory {home}: {key_file}")
 
 
 def new_key(path: Path) -> None:

@@ -57,14 +57,18 @@ def forget_person(ctx: KioskContext, name: str, actor: str = "cli", progress: Ca
     say(f"erased {report.samples} samples, their crops and features, {report.thumbnails} event thumbnails")
     registry = ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir)
     samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
-    if samples:
-        say("rebuilding the face model without them")
-        feats = cached_features(ctx.sessions, samples, ctx.embedder.encoder_key, ctx.embedder.embed)
-        report.rebuilt_face_version = train_face_model(registry, ctx.embedder, samples, feats)
-    with ctx.sessions.begin() as session:
-        report.erased_versions = _erase_artifacts(session, registry, enrolled_since, report.rebuilt_face_version)
-    say(f"deleted model artifacts that held them: {', '.join(report.erased_versions) or 'none'}")
-    report.wal_cleared = _truncate_wal(ctx)
+    try:
+        if samples:
+            say("rebuilding the face model without them")
+            feats = cached_features(ctx.sessions, samples, ctx.embedder.encoder_key, ctx.embedder.embed)
+            report.rebuilt_face_version = train_face_model(registry, ctx.embedder, samples, feats)
+    finally:
+        # Even if the rebuild failed (no embedder configured, say), the models holding them go:
+        # the door then runs an older model without them, or none, and refuses rather than knows them.
+        with ctx.sessions.begin() as session:
+            report.erased_versions = _erase_artifacts(session, registry, enrolled_since, report.rebuilt_face_version)
+        say(f"deleted model artifacts that held them: {', '.join(report.erased_versions) or 'none'}")
+        report.wal_cleared = _truncate_wal(ctx)
     return report
 
 

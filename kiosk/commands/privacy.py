@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kiosk.cli import Lazy, main, pass_kiosk
-from kiosk.crop_store import load_key, new_key
+from kiosk.crop_store import new_key, require_outside
 
 
 @main.group()
@@ -20,11 +20,6 @@ def privacy() -> None:
 @pass_kiosk
 def new_key_cmd(lazy: Lazy, path: Path) -> None:
     """Create a crop encryption key at PATH (outside the data directory); set privacy.key_file to it."""
-    home = lazy.kiosk.settings.home
+    require_outside(path, lazy.kiosk.settings.home)
     new_key(path)
-    try:
-        load_key(path, home)
-    except Exception:
-        path.unlink()
-        raise
     click.echo(f"key written to {path}: set privacy.key_file (KIOSK_PRIVACY__KEY_FILE) to it and keep a copy offline")
