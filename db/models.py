@@ -175,6 +175,18 @@ class AdminAction(Base):
     row_hash: Mapped[str | None] = mapped_column(String(64))
 
 
+class AuditAnchor(Base):
+    """Where a purged audit chain now starts: the hash of the last row `kiosk audit purge` removed."""
+
+    __tablename__ = "audit_anchors"
+
+    chain: Mapped[str] = mapped_column(String(50), primary_key=True)  # access_events | admin_actions
+    through_id: Mapped[int] = mapped_column(Integer)
+    row_hash: Mapped[str] = mapped_column(String(64))
+    purged_rows: Mapped[int] = mapped_column(Integer, default=0)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Calibration(Base):
     """A score-to-probability mapping fitted for one model version, and the threshold set."""
 

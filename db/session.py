@@ -2,7 +2,10 @@
 
 WAL lets readers and the one writer work at once; ``busy_timeout`` makes a writer wait for the
 other instead of failing; ``synchronous=FULL`` because WAL with NORMAL can lose the last
-commits on power loss, and the access log must not.
+commits on power loss, and the access log must not. ``secure_delete`` overwrites deleted
+rows, so an erased person's embeddings do not linger in free pages. A full disk becomes one
+StorageFull error and a lock held past the busy timeout one KioskError, not a driver message.
+Sessions from ``session_factory`` hash-chain audit rows (db/audit_chain.py).
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from db import audit_chain
+from kiosk.errors import KioskError, StorageFull
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -38,13 +44,29 @@ def make_engine(url: str, busy_timeout_ms: int = 10000) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
+
+    @event.listens_for(engine, "handle_error")
+    def _one_line_errors(ctx: ExceptionContext) -> KioskError | None:
+        code = getattr(ctx.original_exception, "sqlite_errorname", "")
+        if code == "SQLITE_FULL":
+            return StorageFull(f"disk full: the database {parsed.database} cannot grow; free space on its disk")
+        if code == "SQLITE_BUSY":
+            return KioskError(
+                f"database busy: another process held {parsed.database} for over {busy_timeout_ms} ms "
+                "(database.busy_timeout_ms)"
+            )
+        return None
 
     return engine
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions for the kiosk's database; every AccessEvent/AdminAction they add is hash-chained."""
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    audit_chain.install(sessions)
+    return sessions
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -11,6 +11,7 @@ import faulthandler
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -51,6 +52,7 @@ class Lazy:
 def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
     """Face-recognition door kiosk."""
     faulthandler.enable()
+    os.umask(0o077)  # every file the kiosk creates (crops, models, backups) is the service user's alone
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     ctx.obj = Lazy(config)

@@ -242,6 +242,24 @@ class PolicyConfig(Section):
         return self
 
 
+class PrivacyConfig(Section):
+    key_file: Path | None = Field(
+        None,
+        description="Fernet key that encrypts face crops and thumbnails at rest; must lie outside the data "
+        "directory (create it with `kiosk privacy new-key PATH`). Unset: stored unencrypted.",
+    )
+    thumbnails: bool = Field(False, description="Keep a face thumbnail with each access event.")
+    thumbnail_retention_days: int = Field(
+        7, ge=1, description="Event thumbnails older than this are deleted by the daily `kiosk audit purge`."
+    )
+    event_retention_days: int = Field(
+        0,
+        ge=0,
+        description="Access events and admin actions older than this are purged daily (the chain stays "
+        "verifiable from an anchor); 0 keeps them forever.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything the kiosk reads at start-up."""
 
@@ -263,6 +281,7 @@ class Settings(BaseSettings):
     door_hardware: DoorConfig = Field(default_factory=DoorConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, restrict_permissions, session_factory, upgrade
+from kiosk import crop_store
 from kiosk.config import Settings
 from kiosk.face_detection import FaceDetector
 from kiosk.face_embedder import FaceEmbedder
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 class KioskContext:
     def __init__(self, settings: Settings):
         self.settings = settings
+        crop_store.configure(settings.privacy.key_file, settings.home)
 
     @cached_property
     def engine(self) -> Engine:

@@ -11,3 +11,7 @@ class ConfigError(KioskError):
 
 class ImageError(KioskError):
     """An image that cannot be read as a picture (empty, corrupt, not an image, too large)."""
+
+
+class StorageFull(KioskError):
+    """The disk holding the data directory is full: nothing new can be stored until space is freed."""

@@ -74,6 +74,9 @@ class ModelRegistry:
             )
         for run_id in ids:
             shutil.rmtree(self.artifacts_dir / f".staging-{run_id}", ignore_errors=True)
+            # Killed inside complete(): the folder may already be renamed into place.
+            for folder in self.artifacts_dir.glob(f"*-v{run_id}"):
+                shutil.rmtree(folder, ignore_errors=True)
         return len(ids)
 
     def in_force(self, recogniser: str) -> TrainingRun | None:
@@ -86,9 +89,32 @@ class ModelRegistry:
                 .limit(1)
             ).first()
 
+    def newest_intact(self, recogniser: str) -> tuple[TrainingRun, Path, list[str]] | None:
+        """The newest complete version whose artifact still verifies, and why any newer ones were refused."""
+        with self.sessions() as session:
+            runs = session.scalars(
+                select(TrainingRun)
+                .where(TrainingRun.recogniser == recogniser, TrainingRun.status == "complete")
+                .order_by(TrainingRun.id.desc())
+            ).all()
+        refused: list[str] = []
+        for run in runs:
+            try:
+                return run, self.verified_path(run), refused
+            except KioskError as exc:
+                refused.append(str(exc))
+        if refused:
+            raise KioskError(f"no intact {recogniser} model: {refused[0]}" + (f" (and {len(refused) - 1} older)" if len(refused) > 1 else ""))
+        return None
+
+    def folder(self, run: TrainingRun) -> Path:
+        """A version's folder under this registry's artifacts directory, found by name, so a data
+        directory that was copied or restored elsewhere uses its own models, not the original's."""
+        return self.artifacts_dir / Path(run.artifact_path or "").name
+
     def verified_path(self, run: TrainingRun) -> Path:
         """The artifact folder, refused unless its contents still hash to what was recorded."""
-        path = Path(run.artifact_path or "")
+        path = self.folder(run)
         if not path.is_dir():
             raise KioskError(f"model version {run.id} ({run.recogniser}): artifact folder is missing: {path}")
         if artifact_digest(path) != run.artifact_sha256:

@@ -7,6 +7,7 @@ resolves to it. The choice and its reason are returned together so the start-up 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from calibration.fitting import apply_calibration
@@ -15,6 +16,8 @@ from kiosk.errors import KioskError
 from kiosk.face_recognizer import NAME as FACE, FaceRecogniser
 from kiosk.model_registry import ModelRegistry
 from kiosk.recognition import Recogniser
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,14 @@ def load_recogniser(ctx: KioskContext) -> Selection:
     wanted = ctx.settings.recognition.recogniser
     if wanted in ("clip", "hybrid"):
         raise KioskError(f"recognition.recogniser = {wanted!r}, but this build has no CLIP recogniser")
-    run = registry(ctx).in_force(FACE)
-    if run is None:
+    found = registry(ctx).newest_intact(FACE)
+    if found is None:
         raise KioskError("no face model has been trained yet: enrol people, then run `kiosk retrain`")
-    model = apply_calibration(ctx, FaceRecogniser.load(registry(ctx).verified_path(run), ctx.embedder, run.id))
-    return Selection(model, f"face recogniser v{run.id} ({len(model.people)} people): configured {wanted!r}")
+    run, path, refused = found
+    model = apply_calibration(ctx, FaceRecogniser.load(path, ctx.embedder, run.id))
+    reason = f"face recogniser v{run.id} ({len(model.people)} people): configured {wanted!r}"
+    if refused:
+        # A damaged newest version must not stop the door: the newest intact one stays in force.
+        log.warning("%s; falling back to face model v%s", refused[0], run.id)
+        reason += f"; {refused[0]}; fell back to v{run.id}"
+    return Selection(model, reason)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from kiosk.cli import Lazy, echo_json, main, pass_kiosk
-from kiosk.enrollment import list_identities, remove_identity
+from kiosk.enrollment import list_identities
+from kiosk.erasure import forget_person
 
 
 @main.group(invoke_without_command=True)
@@ -29,7 +30,7 @@ def identities(ctx: click.Context, as_json: bool) -> None:
 @click.argument("name")
 @pass_kiosk
 def remove(lazy: Lazy, name: str) -> None:
-    """Erase NAME: samples, aligned crops and cached features."""
-    kiosk = lazy.kiosk
-    count = remove_identity(kiosk.sessions, kiosk.settings.crops_dir, name)
-    click.echo(f"removed {name}: {count} samples erased")
+    """Erase NAME: samples, crops, features, event thumbnails and every model version holding them."""
+    report = forget_person(lazy.kiosk, name, progress=lambda msg: click.echo(msg, err=True))
+    rebuilt = f"; face model v{report.rebuilt_face_version} in force without them" if report.rebuilt_face_version else ""
+    click.echo(f"removed {name}: {report.samples} samples erased{rebuilt}")
