@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 from sqlalchemy import func, select
 from textual.widgets import DataTable, Input, Static
 
@@ -36,7 +37,8 @@ def home(ui_base: Path, tmp_path: Path) -> Path:
 
 
 def table_text(table: DataTable) -> list[list[str]]:
-    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+    """Each row's cells as plain text (markup removed)."""
+    return [[Text.from_markup(c).plain if isinstance(c, str) else str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
 def text_of(widget: Static) -> str:
@@ -108,3 +110,103 @@ async def _door_screen_follows_events_written_by_another_connection(home: Path, 
         feed = app.screen.query_one("#feed", DataTable)
         await wait_until(pilot, lambda: feed.row_count and feed.coordinate_to_cell_key((0, 0)).row_key.value == str(written[-1]), what="the newest event at the top")
         assert table_text(feed)[0][4] == "writer 39"
+
+
+def db(home: Path):
+    return session_factory(make_engine(make_settings(home).database_url))
+
+
+async def _open(pilot, key: str, mode: str) -> None:
+    await pilot.press(key)
+    await wait_until(pilot, lambda: pilot.app.current_mode == mode, what=mode)
+    await pilot.pause()
+
+
+def test_enrol_from_files_then_see_the_samples(home: Path, tmp_path: Path, detector, embedder) -> None:
+    asyncio.run(_enrol_from_files(home, tmp_path, detector, embedder))
+
+
+async def _enrol_from_files(home: Path, tmp_path: Path, detector, embedder) -> None:
+    newcomer = dev_people()[5]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    already = photos(demo_people()[0])[0]  # enrolled for someone else in the base home
+    app = admin_app(home, detector, embedder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await _open(pilot, "f2", "people")
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, EnrolFilesScreen))
+        screen = app.screen
+        screen.query_one("#enrol-name", Input).value = "Newcomer"
+        screen.query_one("#enrol-paths", Input).value = f"{newcomer} {notes} {already}"
+        screen.query_one("#enrol-paths", Input).focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not screen.running and "stored" in text_of(screen.query_one("#enrol-summary", Static)), what="enrolment")
+        rows = table_text(screen.query_one("#enrol-results", DataTable))
+        files = len(photos(newcomer)) + 2
+        assert len(rows) == files
+        by_file = {r[1]: r for r in rows}
+        assert "refused" in by_file["notes.txt"][2] and "not an image" in by_file["notes.txt"][3]
+        assert "duplicate" in by_file[already.name][2] and "already enrolled" in by_file[already.name][3]
+        stored = [r for r in rows if "stored" in r[2]]
+        assert stored and all("face " in r[3] and "sharp" in r[3] and "turn" in r[3] for r in stored)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.current_mode == "people" and not isinstance(app.screen, EnrolFilesScreen))
+        people = app.screen.query_one("#people", DataTable)
+        await wait_until(pilot, lambda: "Newcomer" in [r[0] for r in table_text(people)], what="the new person listed")
+        row = next(r for r in table_text(people) if r[0] == "Newcomer")
+        assert int(row[1]) == len(stored)
+        people.move_cursor(row=people.get_row_index("Newcomer"))
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, SamplesScreen))
+        samples = app.screen
+        await wait_until(pilot, lambda: len(samples.query(".sample")) == len(stored), what="the thumbnails")
+        assert f"{len(stored)} aligned samples" in text_of(samples.query_one("#samples-title", Static))
+    with db(home)() as session:
+        count = session.scalar(select(func.count(FaceSample.id)).join(Person).where(Person.name == "Newcomer"))
+    assert count == len(stored)
+
+
+def replay_camera(home: Path, frames: list, stop: threading.Event) -> None:
+    """The door loop's side of the handover: offer every frame, as the service does, ~30 fps."""
+    handover = FrameHandover(home)
+    i = 0
+    while not stop.is_set():
+        handover.offer(frames[i % len(frames)])
+        i += 1
+        time.sleep(0.03)
+
+
+def test_enrol_from_the_kiosk_camera_while_the_door_loop_serves_frames(home: Path, detector, embedder) -> None:
+    asyncio.run(_enrol_from_camera(home, detector, embedder))
+
+
+async def _enrol_from_camera(home: Path, detector, embedder) -> None:
+    visitor = dev_people()[7]
+    frames = [read_image(p) for p in photos(visitor)]
+    stop = threading.Event()
+    camera = threading.Thread(target=replay_camera, args=(home, frames, stop), daemon=True)
+    camera.start()
+    app = admin_app(home, detector, embedder)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)
+            await _open(pilot, "f2", "people")
+            await pilot.press("c")
+            await wait_until(pilot, lambda: isinstance(app.screen, CameraEnrolScreen))
+            screen = app.screen
+            await pilot.press(*"Visitor", "enter")
+            summary = screen.query_one("#camera-summary", Static)
+            await wait_until(pilot, lambda: not screen.running and "samples stored from the camera" in text_of(summary), timeout=60, what="capture")
+            verdicts = [r[1] for r in table_text(screen.query_one("#camera-frames", DataTable))]
+            assert sum(v.startswith("good") for v in verdicts) == GOOD_FRAMES
+            assert f"Visitor: {GOOD_FRAMES} samples stored" in text_of(summary)
+    finally:
+        stop.set()
+        camera.join()
+    with db(home)() as session:
+        sources = list(session.scalars(select(FaceSample.source).join(Person).where(Person.name == "Visitor")))
+    assert len(sources) == GOOD_FRAMES and all(Path(s).name.startswith("camera-") for s in sources)
+    assert not list((home / "captures").glob("*/*")), "temporary frames are deleted"
+    assert not list((home / "handover").glob("*")), "no handover request left behind"

@@ -9,6 +9,7 @@ temporary copies are deleted.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 from textual.worker import get_current_worker
 
 from kiosk.capture_quality import face_quality
-from kiosk.enrollment import FAILED, STORED, Enroller, EnrollSummary
+from kiosk.enrollment import DUPLICATE, FAILED, STORED, Enroller, EnrollSummary
 from kiosk.errors import KioskError
 from kiosk.face_alignment import ARCFACE_SIZE, align
 from kiosk.face_detection import primary_face
@@ -116,10 +117,16 @@ class CameraEnrolScreen(ModalScreen[None]):
         folder = Path(tempfile.mkdtemp(prefix="camera-", dir=captures))
         try:
             good: list[Path] = []
+            seen: set[str] = set()  # a frame identical to an earlier one: a frozen or replayed camera
             number = 0
             while len(good) < GOOD_FRAMES and number < MAX_FRAMES and not worker.is_cancelled:
                 for frame in self.app.frame_source(kiosk.settings.home, BATCH, FRAME_TIMEOUT):
                     number += 1
+                    digest = hashlib.sha256(frame.tobytes()).hexdigest()
+                    if digest in seen:
+                        self.post_message(FrameChecked(number, "same as an earlier frame (camera frozen?)", False, len(good), None))
+                        continue
+                    seen.add(digest)
                     verdict, ok, preview = self._check(frame)
                     if ok and len(good) < GOOD_FRAMES:
                         path = folder / f"camera-{number:03d}.png"
@@ -168,7 +175,7 @@ class CameraEnrolScreen(ModalScreen[None]):
             return
         failed = "; ".join(r.reason for r in s.results if r.status == FAILED)
         self._summary(
-            f"{s.person}: {s.count(STORED)} samples stored from the camera, {s.count(FAILED)} refused"
+            f"{s.person}: {s.count(STORED)} samples stored from the camera, {s.count(DUPLICATE)} duplicate, {s.count(FAILED)} refused"
             + (f" ({failed})" if failed else "")
             + ". Retrain (F3) to use them."
         )
