@@ -210,3 +210,148 @@ async def _enrol_from_camera(home: Path, detector, embedder) -> None:
     assert len(sources) == GOOD_FRAMES and all(Path(s).name.startswith("camera-") for s in sources)
     assert not list((home / "captures").glob("*/*")), "temporary frames are deleted"
     assert not list((home / "handover").glob("*")), "no handover request left behind"
+
+
+def test_retrain_shows_progress_and_old_beside_new_and_cancel_keeps_the_model(home: Path, detector, embedder) -> None:
+    asyncio.run(_retrain(home, detector, embedder))
+
+
+async def _retrain(home: Path, detector, embedder) -> None:
+    app = admin_app(home, detector, embedder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await _open(pilot, "f3", "retrain")
+        screen = app.screen
+        stage = screen.query_one("#retrain-stage", Static)
+        # Cancel before the worker thread can start: retrain() must stop and keep v1.
+        screen.action_start()
+        screen.action_cancel()
+        await wait_until(pilot, lambda: not screen.running, what="the cancelled retrain")
+        assert "cancelled" in text_of(stage) and "model in force unchanged: face v1" in text_of(stage)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: not screen.running, what="the retrain")
+        assert "done" in text_of(stage) and "face v2 in force" in text_of(stage), text_of(stage)
+        compare = {r[0].strip(): r[1:] for r in table_text(screen.query_one("#compare", DataTable))}
+        assert compare["face version"] == ["v1", "v2"]
+        assert compare["people"] == ["3", "3"] and compare["samples"] == ["12", "12"]
+        assert "face v2" in text_of(screen.query_one("#in-force", Static))
+    with db(home)() as session:
+        runs = {r.id: r.status for r in session.scalars(select(TrainingRun))}
+        retrains = session.scalar(select(func.count(AdminAction.id)).where(AdminAction.action == "retrain", AdminAction.actor == "admin"))
+    assert runs == {1: "complete", 2: "complete"}
+    assert retrains == 2  # the base home's and this one; the cancelled one logged nothing
+
+
+def test_audit_filters_pages_and_exports(home: Path, tmp_path: Path, detector, embedder) -> None:
+    asyncio.run(_audit(home, tmp_path, detector, embedder))
+
+
+async def _audit(home: Path, tmp_path: Path, detector, embedder) -> None:
+    name = demo_people()[1].name.replace("_", " ")
+    with db(home)() as session:
+        total = session.scalar(select(func.count(AccessEvent.id)))
+        theirs = session.scalar(select(func.count(AccessEvent.id)).where(AccessEvent.person_name == name))
+        refused = session.scalar(select(func.count(AccessEvent.id)).where(AccessEvent.granted.is_(False)))
+    app = admin_app(home, detector, embedder, export_dir=tmp_path, page_size=12)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await _open(pilot, "f4", "audit")
+        screen = app.screen
+        page = screen.query_one("#audit-page", Static)
+        table = screen.query_one("#audit-table", DataTable)
+        await wait_until(pilot, lambda: f"{total} events" in text_of(page))
+        assert text_of(page) == f"page 1/{-(-total // 12)}, {total} events" and table.row_count == 12
+        await pilot.press("n")
+        await wait_until(pilot, lambda: text_of(page).startswith("page 2/"))
+        screen.query_one("#person", Input).value = name
+        screen.query_one("#person", Input).focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: f", {theirs} events" in text_of(page), what="the person filter")
+        assert text_of(page).startswith("page 1/1") and {r[1] for r in table_text(table)} == {name}
+        screen.query_one("#person", Input).value = ""
+        screen.query_one("#decision").value = "refused"
+        await wait_until(pilot, lambda: f", {refused} events" in text_of(page), what="the decision filter")
+        assert {r[3] for r in table_text(table)} == {"refused"}
+        screen.query_one("#until", Input).value = "2025-03-03 12:00"  # the first event is at 12:00 UTC
+        screen.query_one("#until", Input).focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: ", 0 events" in text_of(page), what="the time filter")  # event 0 was granted
+        screen.query_one("#until", Input).value = ""
+        screen.query_one("#until", Input).focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: f", {refused} events" in text_of(page))
+        await pilot.press("e")
+        await wait_until(pilot, lambda: list(tmp_path.glob("audit-events-*.csv")), what="the export")
+        await pilot.press("l")
+        await wait_until(pilot, lambda: "admin actions" in text_of(page), what="the admin log")
+        actions = {r[2] for r in table_text(table)}
+        assert {"enroll", "retrain", "sign-in"} <= actions
+    export = next(tmp_path.glob("audit-events-*.csv"))
+    assert export.name == "audit-events-20250304-120000.csv"
+    rows = list(csv.DictReader(export.open()))
+    assert len(rows) == refused and {r["granted"] for r in rows} == {"False"}
+
+
+def test_remove_a_person_after_a_confirmation_that_says_what_is_erased(home: Path, detector, embedder) -> None:
+    asyncio.run(_remove(home, detector, embedder))
+
+
+async def _remove(home: Path, detector, embedder) -> None:
+    name = demo_people()[0].name.replace("_", " ")
+    with db(home)() as session:
+        person_id = session.scalars(select(Person.id).where(Person.name == name)).one()
+    assert (home / "crops" / str(person_id)).is_dir()
+    app = admin_app(home, detector, embedder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await _open(pilot, "f2", "people")
+        people = app.screen.query_one("#people", DataTable)
+        await wait_until(pilot, lambda: people.row_count == 3)
+        people.move_cursor(row=people.get_row_index(name))
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmRemoveScreen))
+        text = text_of(app.screen.query_one(Static))
+        assert f"Remove {name}?" in text and "4 face samples" in text and "aligned crops" in text
+        await pilot.press("n")  # keep: nothing happens
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmRemoveScreen))
+        assert people.row_count == 3
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmRemoveScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: people.row_count == 2, what="the person gone from the list")
+        assert name not in [r[0] for r in table_text(people)]
+    with db(home)() as session:
+        assert session.scalar(select(func.count(Person.id)).where(Person.name == name)) == 0
+        assert session.scalar(select(func.count(FaceSample.id)).where(FaceSample.person_id == person_id)) == 0
+        logged = session.scalars(select(AdminAction).where(AdminAction.action == "remove")).one()
+    assert (logged.actor, logged.subject, logged.details) == ("admin", name, {"samples": 4})
+    assert not (home / "crops" / str(person_id)).exists()
+
+
+def test_calibration_shows_rates_and_a_threshold_change_is_logged(home: Path, detector, embedder) -> None:
+    asyncio.run(_calibration(home, detector, embedder))
+
+
+async def _calibration(home: Path, detector, embedder) -> None:
+    app = admin_app(home, detector, embedder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await sign_in(pilot)
+        await _open(pilot, "f5", "calibration")
+        screen = app.screen
+        box = screen.query_one("#threshold-box", Static)
+        cal = screen.query_one("#calibration-box", Static)
+        await wait_until(pilot, lambda: "In force" in text_of(box))
+        assert "0.800 (configuration)" in text_of(box)
+        assert "strangers let in (FPIR) 0.0%, enrolled people refused (FNIR) 1.2%" in text_of(cal)
+        screen.query_one("#new-threshold").focus()
+        await pilot.press(*"0.9")
+        assert "With 0.900: strangers let in 0.0%, enrolled people refused 3.0%" in text_of(screen.query_one("#preview", Static))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "0.900 (set by admin" in text_of(box), what="the new threshold")
+        assert "FNIR) 3.0%" in text_of(cal)
+        assert "admin: 0.8 -> 0.9" in text_of(screen.query_one("#changes", Static))
+    settings = make_settings(home)
+    assert threshold_in_force(settings).value == pytest.approx(0.9)
+    with db(home)() as session:
+        change = session.scalars(select(AdminAction).where(AdminAction.action == "threshold")).one()
+    assert change.actor == "admin" and change.details == {"old": 0.8, "new": 0.9}

@@ -61,8 +61,8 @@ def build_home(home: Path, detector: object, embedder: object) -> Path:
         first.valid_until = datetime(2025, 12, 31, tzinfo=timezone.utc)
         first.weekly_windows = [{"days": [0, 1, 2, 3, 4], "start": "07:00", "end": "19:00"}]
         start = NOW - timedelta(days=1)
-        for i in range(30):  # a day at the door: 20 grants over the three people, 10 refusals
-            granted = i % 3 != 2
+        for i in range(30):  # a day at the door: 23 grants over the three people, 7 refusals
+            granted = i % 4 != 3
             name = names[i % PEOPLE] if granted else None
             session.add(
                 AccessEvent(
