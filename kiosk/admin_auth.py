@@ -39,7 +39,8 @@ def lock_duration(failed_attempts: int) -> timedelta:
     """How long the account stays locked after this many wrong tries in a row."""
     if failed_attempts < FREE_ATTEMPTS:
         return timedelta(0)
-    return min(FIRST_LOCK * (2 ** (failed_attempts - FREE_ATTEMPTS)), MAX_LOCK)
+    doublings = min(failed_attempts - FREE_ATTEMPTS, 20)  # 30 s * 2**20 is far past the cap already
+    return min(FIRST_LOCK * 2**doublings, MAX_LOCK)
 
 
 class AdminAuth:

@@ -23,12 +23,12 @@ from kiosk.threshold_override import threshold_in_force
 from kiosk.ui.camera_enrol_screen import GOOD_FRAMES, CameraEnrolScreen
 from kiosk.ui.enrol_files_screen import EnrolFilesScreen
 from kiosk.ui.people_screen import ConfirmRemoveScreen, SamplesScreen
-from ui_home import NOW, PIN, admin_app, build_home, demo_people, sign_in, wait_until, write_door_status
+from ui_home import NOW, PIN, admin_app, base_home, demo_people, sign_in, wait_until, write_door_status
 
 
 @pytest.fixture(scope="session")
 def ui_base(tmp_path_factory: pytest.TempPathFactory, detector, embedder) -> Path:
-    return build_home(tmp_path_factory.mktemp("ui-base") / "home", detector, embedder)
+    return base_home(tmp_path_factory, detector, embedder)
 
 
 @pytest.fixture()

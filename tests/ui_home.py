@@ -26,6 +26,7 @@ from kiosk.enrollment import Enroller
 from kiosk.retraining import retrain
 
 if TYPE_CHECKING:
+    import pytest
     from textual.pilot import Pilot
 
     from kiosk.ui.admin_app import AdminApp
@@ -34,7 +35,7 @@ PIN = "2468"
 NOW = datetime(2025, 3, 4, 12, 0, tzinfo=timezone.utc)  # the screens' clock in tests
 PEOPLE = 3
 PHOTOS_EACH = 4
-FAST_HASH = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)  # test speed; the app uses argon2's defaults
+FAST_HASH = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)  # for AdminAuth's own unit tests
 
 
 def fixed_clock() -> datetime:
@@ -53,7 +54,7 @@ def build_home(home: Path, detector: object, embedder: object) -> Path:
     for person in demo_people():
         enroller.enroll(person.name.replace("_", " "), photos(person)[:PHOTOS_EACH], actor="admin")
     retrain(ctx, actor="admin")
-    AdminAuth(ctx.sessions, hasher=FAST_HASH).set_secret("admin", PIN, actor="admin")
+    AdminAuth(ctx.sessions).set_secret("admin", PIN, actor="admin")  # argon2 defaults, as the app checks
     names = [p.name.replace("_", " ") for p in demo_people()]
     with ctx.sessions.begin() as session:
         ids = {p.name: p.id for p in session.scalars(select(Person))}
@@ -133,3 +134,13 @@ async def sign_in(pilot: "Pilot[object]", pin: str = PIN) -> None:
     await pilot.press(*pin, "enter")
     await wait_until(pilot, lambda: getattr(app, "admin", None) is not None, what="sign-in")
     await pilot.pause()
+
+
+_BASE: dict[str, Path] = {}
+
+
+def base_home(tmp_path_factory: "pytest.TempPathFactory", detector: object, embedder: object) -> Path:
+    """The demo home, built once per test session whichever test file asks first."""
+    if "home" not in _BASE:
+        _BASE["home"] = build_home(tmp_path_factory.mktemp("ui-base") / "home", detector, embedder)
+    return _BASE["home"]

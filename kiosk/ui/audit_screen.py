@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 EVENTS, ACTIONS = "events", "actions"
 ACTION_FIELDS = ["id", "time", "actor", "action", "subject", "details"]
+EVENT_COLUMNS = [("time", 19), ("person", 16), ("prob", 5), ("decision", 8), ("reason", 40)]
+ACTION_COLUMNS = [("time", 19), ("actor", 10), ("action", 14), ("subject", 16), ("details", 60)]
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class Page:
     number: int
     pages: int
     total: int
-    rows: list[tuple[str, ...]]
+    rows: list[tuple[str, ...]]  # (row key, cells...)
 
 
 class AuditScreen(Screen[None]):
@@ -183,7 +185,7 @@ class AuditScreen(Screen[None]):
             pages = max(1, -(-total // size))
             number = min(self.page_number, pages - 1)
             items = session.scalars(query.order_by(model.time.desc(), model.id.desc()).offset(number * size).limit(size)).all()
-            rows = [self._cells(item) for item in items]
+            rows = [(f"{f.log}-{item.id}", *self._cells(item)) for item in items]
         self.app.call_from_thread(self._show, Page(f, number, pages, total, rows))
 
     def _cells(self, item: AccessEvent | AdminAction) -> tuple[str, ...]:
@@ -198,12 +200,13 @@ class AuditScreen(Screen[None]):
         self.page_number = page.number
         table = self.query_one("#audit-table", DataTable)
         table.clear(columns=True)
-        if page.filter.log == EVENTS:
-            table.add_columns("time", "person", "prob", "decision", "reason")
-        else:
-            table.add_columns("time", "actor", "action", "subject", "details")
-        for cells in page.rows:
-            table.add_row(*cells)
+        # Fixed widths: the columns change with the log shown, and auto widths were measured
+        # unreliably right after clear(columns=True) (seen as truncated cells).
+        columns = EVENT_COLUMNS if page.filter.log == EVENTS else ACTION_COLUMNS
+        for label, width in columns:
+            table.add_column(label, width=width)
+        for key, *cells in page.rows:
+            table.add_row(*cells, key=key)
         what = "events" if page.filter.log == EVENTS else "admin actions"
         self.query_one("#audit-page", Static).update(f"page {page.number + 1}/{page.pages}, {page.total} {what}")
 

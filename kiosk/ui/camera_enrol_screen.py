@@ -104,7 +104,9 @@ class CameraEnrolScreen(ModalScreen[None]):
             self._summary("[red]give the person's name first[/]")
             return
         self.running = True
-        self.query_one("#camera-frames", DataTable).clear()
+        table = self.query_one("#camera-frames", DataTable)
+        table.clear()
+        table.focus()
         self._summary(f"asking the door service for frames of {name}: look at the camera")
         self.capture(name)
 

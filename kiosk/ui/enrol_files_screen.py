@@ -112,7 +112,9 @@ class EnrolFilesScreen(ModalScreen[None]):
             self._summary("[red]give a name and at least one file or folder[/]")
             return
         self.running = True
-        self.query_one("#enrol-results", DataTable).clear()
+        table = self.query_one("#enrol-results", DataTable)
+        table.clear()
+        table.focus()
         self._summary(f"enrolling {name}...")
         self.enrol(name, paths)
 

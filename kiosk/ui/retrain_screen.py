@@ -177,15 +177,16 @@ class RetrainScreen(Screen[None]):
     def _compare(self, before: dict[str, TrainingRun], after: dict[str, TrainingRun], result: RetrainResult) -> None:
         table = self.query_one("#compare", DataTable)
         table.clear(columns=True)
-        table.add_columns("figure", "before", "after")
+        for label, width in (("figure", 20), ("before", 12), ("after", 12)):  # fixed: see audit_screen
+            table.add_column(label, width=width)
         for name in sorted(result.runs):
             old = before.get(name)
             new = after.get(name)
             old_m = dict(old.metrics) if old else {}
             new_m = dict(new.metrics) if new else dict(result.metrics.get(name, {}))
-            table.add_row(f"[b]{name}[/] version", f"v{old.id}" if old else "(none)", f"v{result.runs[name]}")
+            table.add_row(f"[b]{name}[/] version", f"v{old.id}" if old else "(none)", f"v{result.runs[name]}", key=name)
             for key in [k for k in {**old_m, **new_m} if k != "epochs"]:
-                table.add_row(f"  {key}", figure(old_m.get(key)), figure(new_m.get(key)))
+                table.add_row(f"  {key}", figure(old_m.get(key)), figure(new_m.get(key)), key=f"{name}-{key}")
 
     def _stage(self, text: str) -> None:
         self.query_one("#retrain-stage", Static).update(text)
