@@ -67,7 +67,7 @@ class CalibrationScreen(Screen[None]):
     DEFAULT_CSS = """
     #threshold-box, #calibration-box { height: auto; border: round $primary; padding: 0 1; }
     #new-threshold-row { height: auto; padding: 0 1; }
-    #new-threshold { width: 12; }
+    #new-threshold { width: 12; margin: 0 1; }
     #preview { height: 2; padding: 0 1; }
     #changes { height: 1fr; padding: 0 1; color: $text-muted; }
     """

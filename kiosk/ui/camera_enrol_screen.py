@@ -123,6 +123,8 @@ class CameraEnrolScreen(ModalScreen[None]):
             number = 0
             while len(good) < GOOD_FRAMES and number < MAX_FRAMES and not worker.is_cancelled:
                 for frame in self.app.frame_source(kiosk.settings.home, BATCH, FRAME_TIMEOUT):
+                    if len(good) >= GOOD_FRAMES:
+                        break
                     number += 1
                     digest = hashlib.sha256(frame.tobytes()).hexdigest()
                     if digest in seen:
@@ -130,7 +132,7 @@ class CameraEnrolScreen(ModalScreen[None]):
                         continue
                     seen.add(digest)
                     verdict, ok, preview = self._check(frame)
-                    if ok and len(good) < GOOD_FRAMES:
+                    if ok:
                         path = folder / f"camera-{number:03d}.png"
                         cv2.imwrite(str(path), frame)
                         good.append(path)

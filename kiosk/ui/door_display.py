@@ -55,7 +55,7 @@ class DoorDisplayApp(App[None]):
     CSS = """
     Screen { layout: vertical; }
     #face { height: 1fr; }
-    #message { width: auto; height: auto; padding: 2 6; text-style: bold; content-align: center middle; }
+    #message { width: auto; height: auto; padding: 2 6; text-style: bold; text-align: center; }
     #message.idle { color: $text-muted; border: round $panel; }
     #message.granted { background: $success; color: $text; border: thick $success-lighten-2; }
     #message.refused { background: $error-darken-1; color: $text; border: thick $error; }
