@@ -52,7 +52,7 @@ class FaceQuality:
         return not self.problems
 
     def summary(self) -> str:
-        return f"face {self.width_px:.0f}px  sharp {self.sharpness:.0f}  turn {self.turn:+.2f}  roll {self.roll_deg:+.0f}"
+        return f"{self.width_px:.0f}px sharp {self.sharpness:.0f} turn {self.turn:+.2f} roll {self.roll_deg:+.0f}"
 
 
 def pose(keypoints: np.ndarray) -> tuple[float, float, float]:

@@ -14,7 +14,7 @@ from rich.text import Text
 from sqlalchemy import func, select
 from textual.widgets import DataTable, Input, Static
 
-from conftest import DEV, copy_home, dev_people, make_settings, photos
+from conftest import copy_home, dev_people, make_settings, photos
 from db.models import AccessEvent, AdminAction, AdminCredential, FaceSample, Person, TrainingRun
 from db.session import make_engine, session_factory
 from kiosk.frame_handover import FrameHandover
@@ -150,7 +150,7 @@ async def _enrol_from_files(home: Path, tmp_path: Path, detector, embedder) -> N
         assert "refused" in by_file["notes.txt"][2] and "not an image" in by_file["notes.txt"][3]
         assert "duplicate" in by_file[already.name][2] and "already enrolled" in by_file[already.name][3]
         stored = [r for r in rows if "stored" in r[2]]
-        assert stored and all("face " in r[3] and "sharp" in r[3] and "turn" in r[3] for r in stored)
+        assert stored and all("score" in r[3] and "px sharp" in r[3] and "turn" in r[3] for r in stored)
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.current_mode == "people" and not isinstance(app.screen, EnrolFilesScreen))
         people = app.screen.query_one("#people", DataTable)
@@ -343,6 +343,7 @@ async def _calibration(home: Path, detector, embedder) -> None:
         await wait_until(pilot, lambda: "In force" in text_of(box))
         assert "0.800 (configuration)" in text_of(box)
         assert "strangers let in (FPIR) 0.0%, enrolled people refused (FNIR) 1.2%" in text_of(cal)
+        assert "Made for model" not in text_of(cal)  # the calibration is for v1, the model in force
         screen.query_one("#new-threshold").focus()
         await pilot.press(*"0.9")
         assert "With 0.900: strangers let in 0.0%, enrolled people refused 3.0%" in text_of(screen.query_one("#preview", Static))

@@ -103,10 +103,10 @@ class AuditScreen(Screen[None]):
     #audit-table { height: 1fr; }
     """
     BINDINGS = [
-        Binding("n,pagedown", "page(1)", "Next page"),
-        Binding("p,pageup", "page(-1)", "Prev page"),
-        Binding("l", "toggle_log", "Events/admin log"),
-        Binding("e", "export", "Export CSV"),
+        Binding("n,pagedown", "page(1)", "Next"),
+        Binding("p,pageup", "page(-1)", "Prev"),
+        Binding("l", "toggle_log", "Log"),
+        Binding("e", "export", "CSV"),
         Binding("slash", "filters", "Filter"),
     ]
 
@@ -128,7 +128,7 @@ class AuditScreen(Screen[None]):
             yield Choice([("any decision", "any"), ("granted", "granted"), ("refused", "refused")], value="any", allow_blank=False, id="decision", compact=True)
             yield Static("", id="audit-page")
         yield DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "audit"

@@ -23,6 +23,8 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from db.models import AdminAction, Calibration
 from kiosk.door_status import read_status
 from kiosk.errors import KioskError
+from kiosk.face_recognizer import NAME as FACE
+from kiosk.model_registry import ModelRegistry
 from kiosk.threshold_override import ThresholdInForce, set_threshold, threshold_in_force
 from kiosk.ui.text import percent, when
 
@@ -60,6 +62,7 @@ class CalibrationView:
     threshold_error: str
     applied: float | None  # what the running door service reports it applies
     calibration: Calibration | None
+    model_in_force: int | None  # the version the calibration should be for
     changes: list[AdminAction]
 
 
@@ -86,7 +89,7 @@ class CalibrationScreen(Screen[None]):
         yield Input(placeholder="0.80", id="new-threshold", compact=True, restrict=r"[0-9.]*", max_length=6)
         yield Static("", id="preview")
         yield Static("", id="changes")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "calibration"
@@ -110,7 +113,8 @@ class CalibrationScreen(Screen[None]):
             changes = list(
                 session.scalars(select(AdminAction).where(AdminAction.action == "threshold").order_by(AdminAction.id.desc()).limit(5))
             )
-        view = CalibrationView(threshold, error, status.threshold if status else None, cal, changes)
+        run = ModelRegistry(kiosk.sessions, kiosk.settings.artifacts_dir).in_force(cal.recogniser if cal else FACE)
+        view = CalibrationView(threshold, error, status.threshold if status else None, cal, run.id if run else None, changes)
         self.app.call_from_thread(self._show, view)
 
     def _show(self, view: CalibrationView) -> None:
@@ -132,6 +136,8 @@ class CalibrationScreen(Screen[None]):
                 f"method {cal.method}, its threshold {cal.threshold:.3f}\n"
             )
             body += self._rates_text(cal, view.threshold.value if view.threshold else cal.threshold)
+            if cal.training_run_id is not None and cal.training_run_id != view.model_in_force:
+                body += f"\n[yellow]Made for model v{cal.training_run_id}; v{view.model_in_force} is in force: run `kiosk calibrate`.[/]"
         self.query_one("#calibration-box", Static).update(body)
         lines = ["Recent threshold changes:"] + [
             f"  {when(a.time, tz, False)}  {a.actor}: {a.details.get('old')} -> {a.details.get('new')}" for a in view.changes

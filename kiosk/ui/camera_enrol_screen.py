@@ -74,22 +74,21 @@ class CameraEnrolScreen(ModalScreen[None]):
 
     app: AdminApp
 
-    def __init__(self, name: str = ""):
+    def __init__(self) -> None:
         super().__init__()
-        self.initial_name = name
         self.running = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="camera-box"):
             yield Label("Name of the person at the kiosk")
-            yield Input(self.initial_name, placeholder="full name", id="camera-name", compact=True)
+            yield Input(placeholder="full name", id="camera-name", compact=True)
             yield Static(f"Enter starts: {GOOD_FRAMES} good frames are kept, at most {MAX_FRAMES} tried.", id="camera-summary")
             with Horizontal(id="camera-body"):
                 table: DataTable[str] = DataTable(id="camera-frames", cursor_type="row")
                 table.add_columns("frame", "verdict")
                 yield table
                 yield Static("", id="camera-preview")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#camera-box").border_title = "enrol at the kiosk camera"

@@ -60,7 +60,7 @@ class DoorScreen(Screen[None]):
         table.add_columns("time", "person", "prob", "decision", "reason")
         table.border_title = "latest decisions"
         yield table
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "door"

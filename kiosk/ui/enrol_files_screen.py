@@ -73,26 +73,25 @@ class EnrolFilesScreen(ModalScreen[None]):
 
     app: AdminApp
 
-    def __init__(self, name: str = ""):
+    def __init__(self) -> None:
         super().__init__()
-        self.initial_name = name
         self.running = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="enrol-box"):
             yield Label("Name")
-            yield Input(self.initial_name, placeholder="full name", id="enrol-name", compact=True)
+            yield Input(placeholder="full name", id="enrol-name", compact=True)
             yield Label("Photos: files or folders, separated by spaces (quote names with spaces)")
             yield Input(placeholder="/path/to/photos/ another.jpg", id="enrol-paths", compact=True)
             yield Static("Enter in the photos field starts the enrolment.", id="enrol-summary")
             table: DataTable[str] = DataTable(id="enrol-results", cursor_type="row")
             table.add_columns("#", "file", "result", "detail")
             yield table
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#enrol-box").border_title = "enrol from files"
-        self.query_one("#enrol-paths" if self.initial_name else "#enrol-name").focus()
+        self.query_one("#enrol-name").focus()  # always typed: never add photos to whoever was highlighted
 
     @on(Input.Submitted, "#enrol-name")
     def _to_paths(self) -> None:
@@ -134,7 +133,8 @@ class EnrolFilesScreen(ModalScreen[None]):
     def on_file_done(self, message: FileDone) -> None:
         r = message.result
         if r.status == STORED:
-            result, detail = f"[green]stored[/] ({r.faces} face{'s' if r.faces != 1 else ''}, score {r.score})", message.quality
+            others = f", {r.faces - 1} other face(s) ignored" if r.faces > 1 else ""
+            result, detail = "[green]stored[/]", f"score {r.score} {message.quality}{others}"
         elif r.status == FAILED:
             result, detail = "[red]refused[/]", r.reason
         else:

@@ -67,8 +67,8 @@ class PeopleScreen(Screen[None]):
     """
     BINDINGS = [
         Binding("slash", "search", "Search"),
-        Binding("e", "enrol_files", "Enrol files"),
-        Binding("c", "enrol_camera", "Enrol at camera"),
+        Binding("e", "enrol_files", "Enrol"),
+        Binding("c", "enrol_camera", "Camera"),
         Binding("s", "samples", "Samples"),
         Binding("x,delete", "remove", "Remove"),
     ]
@@ -82,7 +82,7 @@ class PeopleScreen(Screen[None]):
         table.add_columns("name", "samples", "valid from", "valid until", "hours")
         yield table
         yield Static("", id="person-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "people"
@@ -123,10 +123,10 @@ class PeopleScreen(Screen[None]):
         self.query_one("#search").focus()
 
     def action_enrol_files(self) -> None:
-        self.app.push_screen(EnrolFilesScreen(self.selected() or ""), lambda _: self.reload())
+        self.app.push_screen(EnrolFilesScreen(), lambda _: self.reload())
 
     def action_enrol_camera(self) -> None:
-        self.app.push_screen(CameraEnrolScreen(self.selected() or ""), lambda _: self.reload())
+        self.app.push_screen(CameraEnrolScreen(), lambda _: self.reload())
 
     def action_samples(self) -> None:
         if (name := self.selected()) is not None:
@@ -175,10 +175,9 @@ class ConfirmRemoveScreen(ModalScreen[bool]):
                 f"[b]Remove {self.person}?[/b]\n\n"
                 f"This erases {self.samples} face samples, their aligned crops on disk and their "
                 "cached features, and the person's validity limits. Access events keep the name "
-                "as text. The model in force still knows them until the next retrain (F3).\n\n"
-                "[b]y[/b] erase    [b]n[/b] keep"
+                "as text. The model in force still knows them until the next retrain (F3)."
             )
-            yield Footer()
+            yield Footer(compact=True)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
@@ -212,7 +211,7 @@ class SamplesScreen(ModalScreen[None]):
         with VerticalScroll(id="samples-box"):
             yield Static(f"loading {self.person}'s samples...", id="samples-title")
             yield Grid(id="samples-grid")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#samples-box").border_title = f"samples of {self.person}"

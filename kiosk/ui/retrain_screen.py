@@ -69,7 +69,7 @@ class RetrainScreen(Screen[None]):
     #retrain-stage { height: 2; padding: 0 1; }
     #compare { height: 1fr; }
     """
-    BINDINGS = [Binding("s", "start", "Start retrain"), Binding("x", "cancel", "Cancel retrain")]
+    BINDINGS = [Binding("s", "start", "Start"), Binding("x", "cancel", "Cancel")]
 
     app: AdminApp
 
@@ -86,7 +86,7 @@ class RetrainScreen(Screen[None]):
         table: DataTable[str] = DataTable(id="compare", cursor_type="none")
         table.border_title = "figures"
         yield table
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "retrain"

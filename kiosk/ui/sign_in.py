@@ -37,7 +37,7 @@ class SignInScreen(Screen[str]):
             yield Label("PIN or password")
             yield Input(password=True, id="pin", compact=True)
             yield Static("Enter the PIN and press Enter.", id="sign-in-message")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "sign in"
