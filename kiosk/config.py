@@ -174,18 +174,19 @@ def load_settings(config_file: Path | None = None) -> Settings:
     """Read the configuration, turning every mistake into one ConfigError line."""
     global _config_file
     _config_file = Path(config_file) if config_file is not None else None
-    path = _toml_path()
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+    try:  # the file is forgotten on every exit, so a bad file never leaks into later Settings()
+        path = _toml_path()
+        if path is not None:
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            try:
+                tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+            return Settings()
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
     finally:
         _config_file = None
 
