@@ -1,0 +1,95 @@
+"""`kiosk admin`: the administrator's terminal app, on the same database and models as the door.
+
+Sign-in comes first; then one screen per task, switched with F1-F5 (shown in the footer):
+Door, People, Retrain, Audit, Calibration. The app opens the data directory through the same
+KioskContext as the door service (same settings, same SQLite file in WAL mode), so both run at
+once; it never opens the camera, and asks the service for frames instead (frame_handover).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from pathlib import Path
+
+import numpy as np
+from textual.app import App
+from textual.binding import Binding
+
+from db.models import utcnow
+from kiosk.context import KioskContext
+from kiosk.frame_handover import request_frames
+from kiosk.ui.audit_screen import AuditScreen
+from kiosk.ui.calibration_screen import CalibrationScreen
+from kiosk.ui.door_screen import DoorScreen
+from kiosk.ui.people_screen import PeopleScreen
+from kiosk.ui.retrain_screen import RetrainScreen
+from kiosk.ui.sign_in import SignInScreen
+
+FrameSource = Callable[[Path, int, float], list[np.ndarray]]
+
+
+class AdminApp(App[None]):
+    TITLE = "Door kiosk admin"
+    ENABLE_COMMAND_PALETTE = False
+    MODES = {
+        "door": DoorScreen,
+        "people": PeopleScreen,
+        "retrain": RetrainScreen,
+        "audit": AuditScreen,
+        "calibration": CalibrationScreen,
+    }
+    BINDINGS = [
+        Binding("f1", "show('door')", "Door"),
+        Binding("f2", "show('people')", "People"),
+        Binding("f3", "show('retrain')", "Retrain"),
+        Binding("f4", "show('audit')", "Audit"),
+        Binding("f5", "show('calibration')", "Calibrate"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        kiosk: KioskContext,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        tz: tzinfo | None = None,
+        poll_seconds: float = 1.0,
+        export_dir: Path | None = None,
+        frame_source: FrameSource = request_frames,
+        page_size: int = 12,
+    ):
+        """``clock``, ``tz`` and ``poll_seconds`` are here so tests and snapshots are deterministic."""
+        super().__init__()
+        self.kiosk = kiosk
+        self.clock = clock
+        self.tz = tz
+        self.poll_seconds = poll_seconds
+        self.export_dir = export_dir or Path.cwd()
+        self.frame_source = frame_source
+        self.page_size = page_size
+        self.admin: str | None = None  # the signed-in admin's name, the actor in AdminAction rows
+
+    def on_mount(self) -> None:
+        self.push_screen(SignInScreen(), self._signed_in)
+
+    def _signed_in(self, username: str | None) -> None:
+        if username is None:
+            self.exit()
+            return
+        self.admin = username
+        self.switch_mode("door")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Nothing but sign-in and quit until someone has signed in."""
+        if action == "show" and self.admin is None:
+            return False
+        return True
+
+    def action_show(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    @property
+    def actor(self) -> str:
+        return self.admin or "admin"

@@ -1,0 +1,163 @@
+"""Enrol a person from image files or folders, showing every file's outcome as it is processed.
+
+Each file's row says whether a face was found, the stored sample's quality (face size,
+sharpness, pose), a duplicate, or why it was refused, so the admin can fix a bad photo set
+without leaving the app. Enrolment runs in a thread worker; the table fills as it goes.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Input, Label, Static
+
+from db.models import FaceSample
+from kiosk.capture_quality import stored_quality
+from kiosk.crop_store import read_crop
+from kiosk.enrollment import FAILED, STORED, Enroller, EnrollSummary, FileResult
+from kiosk.errors import KioskError
+
+if TYPE_CHECKING:
+    from kiosk.ui.admin_app import AdminApp
+
+
+@dataclass
+class FileDone(Message):
+    index: int
+    total: int
+    result: FileResult
+    quality: str
+
+
+@dataclass
+class EnrolFinished(Message):
+    summary: EnrollSummary | None
+    error: str = ""
+
+
+def sample_quality(app: AdminApp, result: FileResult) -> str:
+    """The stored sample's quality, read back from its row and crop (no second detection)."""
+    if result.status != STORED:
+        return ""
+    kiosk = app.kiosk
+    with kiosk.sessions() as session:
+        sample = session.scalars(
+            select(FaceSample).where(FaceSample.source == str(Path(result.path).resolve())).order_by(FaceSample.id.desc())
+        ).first()
+    if sample is None:
+        return ""
+    quality = stored_quality(sample.box, sample.keypoints, read_crop(kiosk.settings.crops_dir / sample.crop_path))
+    flags = "; ".join(quality.problems)
+    return quality.summary() + (f"  ({flags})" if flags else "")
+
+
+class EnrolFilesScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    EnrolFilesScreen { align: center middle; }
+    #enrol-box { width: 100%; height: 100%; border: round $primary; background: $surface; padding: 0 1; }
+    #enrol-box Input { margin-bottom: 1; }
+    #enrol-results { height: 1fr; }
+    #enrol-summary { height: 2; }
+    """
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    app: AdminApp
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="enrol-box"):
+            yield Label("Name")
+            yield Input(placeholder="full name", id="enrol-name", compact=True)
+            yield Label("Photos: files or folders, separated by spaces (quote names with spaces)")
+            yield Input(placeholder="/path/to/photos/ another.jpg", id="enrol-paths", compact=True)
+            yield Static("Enter in the photos field starts the enrolment.", id="enrol-summary")
+            table: DataTable[str] = DataTable(id="enrol-results", cursor_type="row")
+            table.add_columns("#", "file", "result", "detail")
+            yield table
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#enrol-box").border_title = "enrol from files"
+        self.query_one("#enrol-name").focus()  # always typed: never add photos to whoever was highlighted
+
+    @on(Input.Submitted, "#enrol-name")
+    def _to_paths(self) -> None:
+        self.query_one("#enrol-paths").focus()
+
+    @on(Input.Submitted, "#enrol-paths")
+    def _start(self) -> None:
+        if self.running:
+            return
+        name = self.query_one("#enrol-name", Input).value.strip()
+        try:
+            paths = [Path(p).expanduser() for p in shlex.split(self.query_one("#enrol-paths", Input).value)]
+        except ValueError as exc:
+            self._summary(f"[red]cannot read the paths: {exc}[/]")
+            return
+        if not name or not paths:
+            self._summary("[red]give a name and at least one file or folder[/]")
+            return
+        self.running = True
+        table = self.query_one("#enrol-results", DataTable)
+        table.clear()
+        table.focus()
+        self._summary(f"enrolling {name}...")
+        self.enrol(name, paths)
+
+    @work(thread=True, exclusive=True, group="enrol-files")
+    def enrol(self, name: str, paths: list[Path]) -> None:
+        kiosk = self.app.kiosk
+        enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir, kiosk.settings.detection.max_side)
+
+        def progress(index: int, total: int, result: FileResult) -> None:
+            self.post_message(FileDone(index, total, result, sample_quality(self.app, result)))
+
+        try:
+            self.post_message(EnrolFinished(enroller.enroll(name, paths, progress, actor=self.app.actor)))
+        except KioskError as exc:
+            self.post_message(EnrolFinished(None, str(exc)))
+
+    def on_file_done(self, message: FileDone) -> None:
+        r = message.result
+        if r.status == STORED:
+            others = f", {r.faces - 1} other face(s) ignored" if r.faces > 1 else ""
+            result, detail = "[green]stored[/]", f"score {r.score} {message.quality}{others}"
+        elif r.status == FAILED:
+            result, detail = "[red]refused[/]", r.reason
+        else:
+            result, detail = "[yellow]duplicate[/]", r.reason
+        self.query_one("#enrol-results", DataTable).add_row(f"{message.index}/{message.total}", Path(r.path).name, result, detail)
+        self._summary(f"{message.index}/{message.total} files done")
+
+    def on_enrol_finished(self, message: EnrolFinished) -> None:
+        self.running = False
+        s = message.summary
+        if s is None:
+            self._summary(f"[red]{message.error}[/]")
+            return
+        self._summary(
+            f"{s.person}: {s.count(STORED)} stored, {s.count('duplicate')} duplicate, {s.count(FAILED)} refused. "
+            "Retrain (F3) to use the new samples."
+        )
+
+    def _summary(self, text: str) -> None:
+        self.query_one("#enrol-summary", Static).update(text)
+
+    def action_close(self) -> None:
+        if self.running:
+            self.notify("enrolment still running: wait for it to finish", severity="warning")
+            return
+        self.dismiss(None)
