@@ -5,27 +5,25 @@
 crash or power cut can lose an opening that never happened, never one that did. When the
 event cannot be written (disk full, database locked past its timeout), the door stays shut.
 
-Face thumbnails are optional (``policy.thumbnails``): they are biometric data, written
-privately (0600) under ``<home>/thumbnails/``.
+Face thumbnails are optional (``privacy.thumbnails``): they are biometric data, stored by
+``kiosk.event_thumbnails`` (private, encrypted when a key is set, expiring with retention).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AccessEvent, Person
 
-THUMBNAIL_SIZE = 112
+Thumbnailer = Callable[[datetime, np.ndarray], str | None]  # stores a face, returns its path under home
 
 
 @dataclass(frozen=True)
@@ -44,15 +42,17 @@ class EventDraft:
 
 
 class AccessLog:
-    def __init__(self, sessions: sessionmaker[Session], door: str, thumbnails_dir: Path | None = None):
+    def __init__(self, sessions: sessionmaker[Session], door: str, home: Path, thumbnailer: Thumbnailer | None = None):
         self.sessions = sessions
         self.door = door
-        self.thumbnails_dir = thumbnails_dir
+        self.home = home
+        self.thumbnailer = thumbnailer
 
     def record(self, draft: EventDraft) -> int:
         """Write one event and commit it; returns its id. Raises if it could not be committed."""
-        folder = self.thumbnails_dir
-        thumb = _write_thumbnail(folder, draft.thumbnail) if folder is not None and draft.thumbnail is not None else None
+        thumb = None
+        if self.thumbnailer is not None and draft.thumbnail is not None:
+            thumb = self.thumbnailer(draft.time, draft.thumbnail)
         try:
             with self.sessions.begin() as session:
                 event = AccessEvent(
@@ -74,21 +74,6 @@ class AccessLog:
                 session.flush()
                 return event.id
         except BaseException:
-            if thumb and folder is not None:
-                (folder / thumb).unlink(missing_ok=True)
+            if thumb:
+                (self.home / thumb).unlink(missing_ok=True)
             raise
-
-
-def _write_thumbnail(folder: Path, crop: np.ndarray) -> str:
-    """A small private JPEG of the face; returns its path relative to the thumbnails folder."""
-    small = cv2.resize(crop, (THUMBNAIL_SIZE, THUMBNAIL_SIZE), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if not ok:
-        raise OSError("could not encode the event thumbnail")
-    day = datetime.now().strftime("%Y-%m-%d")
-    (folder / day).mkdir(parents=True, exist_ok=True, mode=0o700)
-    name = f"{day}/{uuid.uuid4().hex}.jpg"
-    fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.tobytes())
-    return name

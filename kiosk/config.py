@@ -230,7 +230,6 @@ class PolicyConfig(Section):
         "record",
         description="A stranger beside a granted person: record = open and flag the event; refuse = keep the door shut.",
     )
-    thumbnails: bool = Field(False, description="Keep a face thumbnail with each access event (biometric data).")
     reload_check_seconds: float = Field(
         2.0, gt=0.0, description="How often the running kiosk looks for a newer model version or changed access rules."
     )

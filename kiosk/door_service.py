@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
@@ -38,6 +39,9 @@ from kiosk.camera import Frame, ResilientCamera
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
 from kiosk.decision_policy import DecisionPolicy, Verdict, load_access_rules
+from kiosk.errors import KioskError
+from kiosk.event_thumbnails import save_thumbnail
+from kiosk.threshold_override import threshold_in_force
 from kiosk.door_loop import DoorLoop, FrameResult, StageTimes
 from kiosk.door_relay import DoorRelay
 from kiosk.door_status import DoorDecision, DoorStatus, write_status
@@ -105,11 +109,11 @@ class DoorService:
         self.notifier = notifier or ServiceNotifier()
         policy = settings.policy
         self.times = StageTimes()
-        self.policy = DecisionPolicy(policy, settings.recognition.threshold, load_access_rules(sessions))
+        self.policy = DecisionPolicy(policy, threshold_in_force(settings).value, load_access_rules(sessions))
         tracker = FaceTracker(policy.track_iou, policy.track_max_missed)
         self.loop = DoorLoop(detector, tracker, self.policy, policy.max_faces, self.times)
-        thumbs = settings.home / "thumbnails" if policy.thumbnails else None
-        self.access_log = AccessLog(sessions, settings.door, thumbs)
+        thumbs = partial(save_thumbnail, settings) if settings.privacy.thumbnails else None
+        self.access_log = AccessLog(sessions, settings.door, settings.home, thumbs)
         self.handover = FrameHandover(settings.home)
         self.stats = DoorStats()
         self._listeners: list[Listener] = []
@@ -143,7 +147,7 @@ class DoorService:
             fps=round(self._fps, 1),
             recogniser=rec.name,
             model_version=rec.model_version,
-            threshold=self.settings.recognition.threshold,
+            threshold=self.policy.threshold,
             updated=time.time(),
             pid=os.getpid(),
         )
@@ -223,7 +227,7 @@ class DoorService:
         if label:
             details["frame"] = label
         thumbnail = None
-        if self.settings.policy.thumbnails and result is not None and verdict.index >= 0:
+        if self.settings.privacy.thumbnails and result is not None and verdict.index >= 0:
             thumbnail = result.crops[verdict.index].at(ARCFACE_SIZE)
         draft = EventDraft(
             time=self.clock.now(),
@@ -309,6 +313,7 @@ class DoorService:
         """Background thread: load a newer complete model version and swap it in; refresh rules."""
         interval = self.settings.policy.reload_check_seconds
         while not stop.wait(interval):
+            self._refresh_threshold()
             try:
                 self.policy.rules = load_access_rules(self.sessions)
                 newest = self._newest_run()
@@ -319,6 +324,17 @@ class DoorService:
                 continue
             self._seen_run = newest
             self.reload()
+
+    def _refresh_threshold(self) -> None:
+        """Pick up a threshold the admin changed; an unreadable override keeps the one in force."""
+        try:
+            threshold = threshold_in_force(self.settings)
+        except KioskError as exc:
+            log.error("%s; keeping threshold %.3f", exc, self.policy.threshold)
+            return
+        if threshold.value != self.policy.threshold:
+            log.warning("threshold %.3f -> %.3f (%s)", self.policy.threshold, threshold.value, threshold.source)
+            self.policy.threshold = threshold.value
 
     def reload(self) -> bool:
         """Load the model version in force now and swap it in; the old one stays if loading fails."""

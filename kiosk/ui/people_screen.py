@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from db.models import FaceSample, Person
 from kiosk.crop_store import read_crop
-from kiosk.enrollment import remove_identity
+from kiosk.erasure import forget_person
 from kiosk.errors import KioskError
 from kiosk.ui.camera_enrol_screen import CameraEnrolScreen
 from kiosk.ui.enrol_files_screen import EnrolFilesScreen
@@ -148,8 +148,9 @@ class PeopleScreen(Screen[None]):
     def _remove(self, name: str) -> None:
         kiosk = self.app.kiosk
         try:
-            count = remove_identity(kiosk.sessions, kiosk.settings.crops_dir, name, actor=self.app.actor)
-            message, severity = f"removed {name}: {count} samples erased; retrain (F3) to drop them from the model", "information"
+            report = forget_person(kiosk, name, actor=self.app.actor)
+            message = f"removed {name}: {report.samples} samples erased, models holding them deleted"
+            severity = "information"
         except KioskError as exc:
             message, severity = str(exc), "error"
         self.app.call_from_thread(self.notify, message, severity=severity)
@@ -174,8 +175,8 @@ class ConfirmRemoveScreen(ModalScreen[bool]):
             yield Static(
                 f"[b]Remove {self.person}?[/b]\n\n"
                 f"This erases {self.samples} face samples, their aligned crops on disk and their "
-                "cached features, and the person's validity limits. Access events keep the name "
-                "as text. The model in force still knows them until the next retrain (F3)."
+                "cached features, their event thumbnails and every model version that holds them "
+                "(the face model is rebuilt without them). Access events keep the name as text."
             )
             yield Footer(compact=True)
 
