@@ -329,3 +329,34 @@ def test_sigterm_closes_the_relay_and_exits_cleanly(enrolled_dev, tmp_path) -> N
     assert "door relay closed and released" in err
     assert read_status(home).door_state == "closed"
     assert [e.person_name for e in events(home) if e.granted] == [person.name]
+
+
+def test_kiosk_run_display_greets_a_granted_person_from_the_real_loop(home, tmp_path, door_detector, embedder, pins) -> None:
+    """`kiosk run --display`'s pieces: the real door service under the door display app."""
+    import asyncio
+
+    from textual.widgets import Static
+
+    from kiosk.ui.door_display import DoorDisplayApp
+
+    name, photo = "Colin_Powell", photos(DEV / "Colin_Powell")[12]  # held back: not enrolled
+    source = ReplaySource.from_path(replay_dir(tmp_path, [(name, photo)]), CameraConfig(hold_frames=200, gap_frames=0))
+    service = build(home, source, door_detector, embedder, pins)
+    app = DoorDisplayApp(service, greet_seconds=30.0)
+
+    async def watch() -> str:
+        async with app.run_test(size=(80, 24)) as pilot:
+            for _ in range(300):
+                text = str(app.query_one("#message", Static).render())
+                if "Welcome" in text:
+                    return text
+                await pilot.pause(0.05)
+            return text
+
+    try:
+        shown = asyncio.run(watch())
+    finally:
+        app.stop_event.set()
+        service.relay.shutdown()
+    assert shown == f"Welcome\n\n{name}"
+    assert opened(pins) == 1

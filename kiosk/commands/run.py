@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kiosk.cli import Lazy, main, pass_kiosk
+from kiosk.cli import Lazy, main
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,6 +102,28 @@ def run_door(door: Door, stop: threading.Event) -> None:
         door.shutdown()
 
 
+def run_display(door: Door) -> int:
+    """The door loop under the full-screen door display; returns the app's exit status."""
+    from kiosk.door_relay import close_on_signals
+    from kiosk.ui.door_display import DoorDisplayApp
+
+    app = DoorDisplayApp(door.service)
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        app.stop_event.set()
+        app.exit()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, request_stop)
+    close_on_signals(door.relay)  # closes the relay first, then chains to request_stop
+    try:
+        app.run()
+    finally:
+        app.stop_event.set()
+        door.shutdown()
+    return app.return_code or 0
+
+
 def print_decision(door: Door, as_json: bool) -> Callable[[DoorDecision], None]:
     def show(decision: DoorDecision) -> None:
         door.tally[("granted: " if decision.granted else "refused: ") + (decision.person or "(unknown)")] += 1
@@ -142,10 +164,13 @@ def _names(items: list[tuple[str, int]]) -> str:
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Replayed folders: play the folder this many times.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per decision on stdout.")
 @click.option("--quiet", is_flag=True, help="Do not print decisions (they are in `kiosk audit`).")
-@pass_kiosk
-def run_cmd(lazy: Lazy, camera: str | None, hold: int | None, gap: int | None, fps: float | None, repeat: int, as_json: bool, quiet: bool) -> None:
+@click.option("--display", is_flag=True, help="Show the full-screen door display on this terminal (the box's own screen).")
+@click.pass_context
+def run_cmd(ctx: click.Context, camera: str | None, hold: int | None, gap: int | None, fps: float | None, repeat: int, as_json: bool, quiet: bool, display: bool) -> None:
     """Watch the door: recognise faces, open for enrolled people, log every decision."""
-    door = start_door(lazy.kiosk, RunOptions(camera, hold, gap, fps, repeat))
+    door = start_door(ctx.find_object(Lazy).kiosk, RunOptions(camera, hold, gap, fps, repeat))
+    if display:
+        ctx.exit(run_display(door))
     if not quiet:
         door.service.add_listener(print_decision(door, as_json))
     stop = threading.Event()
