@@ -20,10 +20,11 @@ come from the cache (the image tower is frozen), never re-encoded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,11 +193,13 @@ def train_clip_model(
     report = progress or (lambda _p: None)
     stop = should_stop or (lambda: False)
     batch = batch_size_for(config)
+    train, val = split_samples(samples, config.validation_fraction, config.seed)
     run_id = registry.start(
         NAME,
         {
             "encoder": clip.encoder_key,
             "samples": len(samples),
+            "split_digest": _digest(s.sha256 for s in val),
             "template": template,
             "seed": config.seed,
             "epochs": config.epochs,
@@ -212,7 +215,6 @@ def train_clip_model(
         people = sorted({s.person for s in samples})
         index = {p: i for i, p in enumerate(people)}
         row = {s.id: i for i, s in enumerate(samples)}
-        train, val = split_samples(samples, config.validation_fraction, config.seed)
         note = "" if val else NOTHING_TO_VALIDATE
         report(RetrainProgress(NAME, "split", len(train), len(samples), message=note or f"{len(val)} held back for validation"))
 
@@ -265,3 +267,8 @@ def train_clip_model(
         raise
     report(RetrainProgress(NAME, "done", 1, 1, message=f"clip model v{run_id}"))
     return run_id
+
+
+def _digest(sample_hashes: Iterable[str]) -> str:
+    """Identifies a split: the sorted validation samples' photo hashes, hashed."""
+    return hashlib.sha256("\n".join(sorted(sample_hashes)).encode()).hexdigest()[:16]
