@@ -20,7 +20,9 @@ from kiosk.config import TrainingConfig
 from kiosk.enrollment import Enroller
 from kiosk.model_registry import ModelRegistry
 from kiosk.retraining import RetrainCancelled, RetrainProgress, retrain
-from tiny_clip import clip_paths, clip_settings, context, tiny_weights  # noqa: F401 - fixture
+from tiny_clip import clip_paths, clip_settings, context
+
+pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home
 
 PROMPTS = [
     "This is the image of a person named Ada",

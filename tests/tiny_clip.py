@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from conftest import DETECTOR, EMBEDDER, copy_home
+from conftest import DETECTOR, EMBEDDER
 from kiosk.config import ModelPaths, RecognitionConfig, Settings, TrainingConfig
 from kiosk.context import KioskContext
 
@@ -59,22 +57,3 @@ def context(settings: Settings, detector: object, embedder: object) -> KioskCont
     ctx.__dict__["detector"] = detector
     ctx.__dict__["embedder"] = embedder
     return ctx
-
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_random_weights(tmp_path_factory.mktemp("clip") / "clip-tiny-random.pt")
-
-
-@pytest.fixture(scope="session")
-def clip_trained_home(
-    tmp_path_factory: pytest.TempPathFactory, enrolled_dev: tuple[Path, list[tuple[str, Path]]], tiny_weights: Path, detector: object, embedder: object
-) -> Path:
-    """enrolled_dev plus a tiny random-weight CLIP version and a face version, both in force."""
-    from kiosk.retraining import retrain
-
-    home = copy_home(enrolled_dev[0], tmp_path_factory.mktemp("clip-home") / "home")
-    ctx = context(clip_settings(home, tiny_weights), detector, embedder)
-    retrain(ctx)
-    ctx.engine.dispose()
-    return home
