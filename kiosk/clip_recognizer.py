@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from kiosk.clip_model import ClipModel
 from kiosk.clip_training import NAME
 from kiosk.errors import KioskError
 from kiosk.face_alignment import CLIP_SIZE
 from kiosk.recognition import Candidate, FaceCrops, Prediction, Recogniser
 
 
+class ImageEncoder(Protocol):
+    """CLIP's frozen image tower: kiosk.clip_model.ClipModel (torch) or kiosk.clip_onnx.OnnxImageTower."""
+
+    encoder_key: str
+
+    def encode_images(self, crops: list[np.ndarray]) -> np.ndarray: ...
+
+
 class ClipRecogniser(Recogniser):
     name = NAME
 
-    def __init__(self, clip: ClipModel, people: list[str], class_embeddings: np.ndarray, logit_scale: float, model_version: int | None):
+    def __init__(self, clip: ImageEncoder, people: list[str], class_embeddings: np.ndarray, logit_scale: float, model_version: int | None):
         self.clip = clip
         self._people = people
         self.class_embeddings = class_embeddings
@@ -50,7 +58,7 @@ class ClipRecogniser(Recogniser):
         return Prediction(NAME, self.model_version, [Candidate(self._people[i], float(probs[i]), float(row[i])) for i in order])
 
     @classmethod
-    def load(cls, folder: Path, clip: ClipModel, model_version: int | None) -> ClipRecogniser:
+    def load(cls, folder: Path, clip: ImageEncoder, model_version: int | None) -> ClipRecogniser:
         meta = json.loads((folder / "meta.json").read_text())
         if meta["encoder"] != clip.encoder_key:
             raise KioskError(
