@@ -49,12 +49,12 @@ def load_recogniser(ctx: KioskContext) -> Selection:
         face = _load_face(ctx)
         return Selection(face, f"face recogniser v{face.model_version} ({len(face.people)} people): configured 'face'")
     if wanted == CLIP:
-        clip = _load_clip(ctx)
+        clip = _demanded_clip(ctx, wanted)
         return Selection(clip, f"clip recogniser v{clip.model_version} ({len(clip.people)} people): configured 'clip'")
     if wanted == "hybrid":
         from kiosk.hybrid_recognizer import HybridRecogniser
 
-        hybrid = HybridRecogniser(_load_clip(ctx), _load_face(ctx))
+        hybrid = HybridRecogniser(_demanded_clip(ctx, wanted), _load_face(ctx))
         return Selection(hybrid, _hybrid_reason(hybrid, "configured 'hybrid'"))
     face = _load_face(ctx)
     try:
@@ -80,6 +80,13 @@ def _load_face(ctx: KioskContext) -> FaceRecogniser:
     if run is None:
         raise KioskError("no face model has been trained yet: enrol people, then run `kiosk retrain`")
     return FaceRecogniser.load(registry(ctx).verified_path(run), ctx.embedder, run.id)
+
+
+def _demanded_clip(ctx: KioskContext, wanted: str) -> ClipRecogniser:
+    try:
+        return _load_clip(ctx)
+    except KioskError as exc:
+        raise KioskError(f"recognition.recogniser = {wanted!r} needs CLIP, refusing to start: {exc}") from None
 
 
 def _load_clip(ctx: KioskContext) -> ClipRecogniser:

@@ -53,7 +53,7 @@ def test_auto_falls_back_to_face_with_one_log_line(enrolled_dev, tmp_path: Path,
 def test_clip_demanded_without_weights_refuses_to_start_and_to_retrain(enrolled_dev, tmp_path: Path, detector, embedder, wanted: str) -> None:
     home = copy_home(enrolled_dev[0], tmp_path / "home")
     ctx = context(clip_settings(home, tmp_path / "missing-weights.pt", recogniser=wanted), detector, embedder)
-    with pytest.raises(KioskError, match="does not exist"):
+    with pytest.raises(KioskError, match="needs CLIP, refusing to start: .*does not exist"):
         load_recogniser(ctx)
     from kiosk.model_registry import ModelRegistry
 

@@ -50,7 +50,7 @@ def identify(ctx: click.Context, image: Path, as_json: bool, top_k: int) -> None
         }
     else:
         prediction = selection.recogniser.predict([FaceCrops(frame, face.keypoints)], top_k=top_k)[0]
-        result = prediction.as_dict(threshold) | {"reason": "granted" if prediction.probability >= threshold else "below threshold"}
+        result = prediction.as_dict(threshold) | {"reason": _reason(prediction.as_dict(threshold), threshold)}
     result |= {"image": str(image), "faces": len(detection.faces), "threshold": threshold, "selection": selection.reason}
     if as_json:
         echo_json(result)
@@ -60,6 +60,17 @@ def identify(ctx: click.Context, image: Path, as_json: bool, top_k: int) -> None
     ctx.exit(0 if face is not None else 1)
 
 
+def _reason(decision: dict[str, object], threshold: float) -> str:
+    """Why the door would open or not, in words; a hybrid refusal says which recogniser objected."""
+    if decision["granted"]:
+        return "granted"
+    parts: dict[str, dict[str, object]] = decision.get("parts") or {}  # type: ignore[assignment]
+    if len({part["person"] for part in parts.values()}) > 1:
+        return "recognisers disagree (" + ", ".join(f"{name}: {part['person']}" for name, part in parts.items()) + ")"
+    low = [f"{name} {part['probability']:.2%}" for name, part in parts.items() if float(part["probability"]) < threshold]  # type: ignore[arg-type]
+    return "below threshold" + (f" ({', '.join(low)})" if low else "")
+
+
 def _print_table(result: dict[str, object]) -> None:
     click.echo(f"recogniser: {result['selection']}")
     if not result["top"]:
@@ -67,5 +78,7 @@ def _print_table(result: dict[str, object]) -> None:
         return
     for c in result["top"]:  # type: ignore[union-attr]
         click.echo(f"  {c['probability']:7.2%}  {c['person']}")
+    for name, part in (result.get("parts") or {}).items():  # type: ignore[union-attr]
+        click.echo(f"  {name} alone: {part['person']} {part['probability']:.2%}")
     verdict = f"GRANTED: {result['person']}" if result["granted"] else "REFUSED: " + str(result["reason"])
     click.echo(f"{verdict} (probability {result['probability']:.2%}, threshold {result['threshold']:.0%})")
