@@ -6,12 +6,20 @@ rewrite asserts in, and share fixtures from, a plugin module that tests do not i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import copy_home
-from tiny_clip import clip_settings, context, write_random_weights
+from tiny_clip import clip_settings, context, one_torch_thread, write_random_weights
+
+
+@pytest.fixture()
+def single_torch_thread() -> Iterator[None]:
+    """For the CLIP test modules (`pytestmark = pytest.mark.usefixtures("single_torch_thread")`)."""
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +36,7 @@ def clip_trained_home(
 
     home = copy_home(enrolled_dev[0], tmp_path_factory.mktemp("clip-home") / "home")
     ctx = context(clip_settings(home, tiny_weights, epochs=1), detector, embedder)
-    retrain(ctx)
+    with one_torch_thread():
+        retrain(ctx)
     ctx.engine.dispose()
     return home

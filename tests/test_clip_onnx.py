@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+import pytest
+
 from conftest import DEV, photos
 from kiosk.clip_model import ClipModel
 from kiosk.clip_onnx import OnnxImageTower, export_image_tower
@@ -15,6 +17,7 @@ from kiosk.images import read_image
 from kiosk.recognition import FaceCrops
 from tiny_clip import clip_paths
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights
 
 

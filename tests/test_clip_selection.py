@@ -15,6 +15,7 @@ from kiosk.recogniser_selection import load_recogniser
 from kiosk.retraining import retrain
 from tiny_clip import TINY_CONFIG, TINY_NAME, clip_settings, context, write_random_weights
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home
 
 

@@ -22,6 +22,7 @@ from kiosk.model_registry import ModelRegistry
 from kiosk.retraining import RetrainCancelled, RetrainProgress, retrain
 from tiny_clip import clip_paths, clip_settings, context
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home
 
 PROMPTS = [

@@ -16,6 +16,7 @@ from kiosk.images import read_image
 from kiosk.recognition import Candidate, FaceCrops, Prediction
 from tiny_clip import clip_settings, context
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home
 
 

@@ -21,6 +21,7 @@ from kiosk.recognition import FaceCrops
 from kiosk.recogniser_selection import load_recogniser
 from tiny_clip import clip_env, context
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home
 
 

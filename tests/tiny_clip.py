@@ -7,6 +7,8 @@ and nothing they print is a recognition result.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import DETECTOR, EMBEDDER
@@ -57,3 +59,17 @@ def context(settings: Settings, detector: object, embedder: object) -> KioskCont
     ctx.__dict__["detector"] = detector
     ctx.__dict__["embedder"] = embedder
     return ctx
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread while CLIP tests run: on the shared, oversubscribed test machine two
+    spinning threads made the tiny model ten times slower (27 s against 2.5 s for one fine-tune)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
