@@ -39,7 +39,7 @@ from kiosk.retraining import RetrainCancelled, RetrainProgress
 from kiosk.samples import Sample, split_samples
 
 NAME = "clip"
-NOTHING_TO_VALIDATE = "nothing to validate: every person has a single sample, all kept for training"
+NOTHING_TO_VALIDATE = "nothing to validate: no person has enough samples to hold one back, all are used for training"
 
 
 def class_prompts(template: str, people: list[str]) -> list[str]:
