@@ -46,6 +46,19 @@ class ModelPaths(Section):
         "openai",
         description="open_clip pretrained tag, or a local weights file (.pt/.bin/.safetensors).",
     )
+    clip_config: Path | None = Field(
+        None,
+        description="open_clip model config JSON registered before loading (its file name, less .json, is the "
+        "architecture name for clip_model); unset uses open_clip's built-in configs.",
+    )
+    clip_download: bool = Field(
+        False,
+        description="Let open_clip download a pretrained tag's weights when they are not in the local cache "
+        "(off: an offline kiosk fails fast and runs the face recogniser alone).",
+    )
+    clip_cache_dir: Path | None = Field(
+        None, description="Where pretrained tags' weights are cached; unset uses open_clip's default cache."
+    )
     liveness: Path | None = Field(
         None, description="MiniFASNet anti-spoofing ONNX file; unset disables liveness."
     )
@@ -97,6 +110,12 @@ class TrainingConfig(Section):
     text_chunk_size: int = Field(
         64, ge=1, description="Prompts re-encoded at once in the gradient-cached backward pass."
     )
+    large_batch: bool = Field(
+        False,
+        description="Train CLIP with large_batch_size images per step instead of batch_size: every step encodes "
+        "every person's prompt, so fewer, larger steps make a big site's epoch far cheaper.",
+    )
+    large_batch_size: int = Field(1024, ge=1, description="Images per optimiser step when large_batch is on.")
 
 
 class CalibrationConfig(Section):
@@ -299,7 +318,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _anchor_model_paths(self) -> "Settings":
         """Relative model paths live under the data directory, wherever KIOSK_HOME puts it."""
-        for key in ("detector", "embedder", "liveness"):
+        for key in ("detector", "embedder", "liveness", "clip_config"):
             path = getattr(self.models, key)
             if path is not None and not path.is_absolute():
                 object.__setattr__(self.models, key, self.home / path)

@@ -1,0 +1,37 @@
+"""The ONNX export of CLIP's frozen image tower gives the torch model's features on real face crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import pytest
+
+from conftest import DEV, photos
+from kiosk.clip_model import ClipModel
+from kiosk.clip_onnx import OnnxImageTower, export_image_tower
+from kiosk.face_alignment import CLIP_SIZE
+from kiosk.face_detection import primary_face
+from kiosk.images import read_image
+from kiosk.recognition import FaceCrops
+from tiny_clip import clip_paths
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights
+
+
+def test_onnx_image_tower_matches_torch(tiny_weights: Path, tmp_path: Path, detector) -> None:
+    clip = ClipModel.from_settings(clip_paths(tiny_weights))
+    tower = OnnxImageTower(export_image_tower(clip, tmp_path / "clip-image.onnx"), ["CPUExecutionProvider"])
+    assert tower.encoder_key == clip.encoder_key and tower.image_size == clip.image_size
+    crops = []
+    for person in sorted(p for p in DEV.iterdir() if p.is_dir())[:3]:
+        image = read_image(photos(person)[0])
+        face = primary_face(detector.detect(image).faces, image.shape)
+        crops.append(FaceCrops(image, face.keypoints).at(CLIP_SIZE))
+    torch_feats = clip.encode_images(crops)
+    onnx_feats = tower.encode_images(crops)
+    assert onnx_feats.shape == torch_feats.shape == (3, 32)
+    assert float(np.abs(onnx_feats - torch_feats).max()) < 1e-5
+    assert not np.allclose(onnx_feats[0], onnx_feats[1])  # really different faces, not a constant output

@@ -1,0 +1,77 @@
+"""The hybrid rule: the door opens only when CLIP and the face verifier agree and both clear the threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DEV, photos
+from kiosk.clip_recognizer import ClipRecogniser
+from kiosk.face_detection import primary_face
+from kiosk.face_recognizer import FaceRecogniser
+from kiosk.hybrid_recognizer import HybridPrediction, HybridRecogniser
+from kiosk.images import read_image
+from kiosk.recognition import Candidate, FaceCrops, Prediction
+from tiny_clip import clip_settings, context
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home
+
+
+def pred(name: str, **probs: float) -> Prediction:
+    ranked = sorted(probs.items(), key=lambda kv: -kv[1])
+    return Prediction(name, 1, [Candidate(p, v, v) for p, v in ranked])
+
+
+@pytest.fixture(scope="module")
+def rule() -> HybridRecogniser:
+    """Only combine() is exercised here; it needs no models."""
+    return HybridRecogniser.__new__(HybridRecogniser)
+
+
+@pytest.mark.parametrize(
+    ("clip", "face", "person", "probability"),
+    [
+        ({"ada": 0.95, "bob": 0.05}, {"ada": 0.90, "bob": 0.10}, "ada", 0.90),  # agree, both high: the weaker
+        ({"ada": 0.95, "bob": 0.05}, {"ada": 0.70, "bob": 0.10}, "ada", 0.70),  # agree, verifier unsure
+        ({"ada": 0.60, "bob": 0.40}, {"ada": 0.99, "bob": 0.01}, "ada", 0.60),  # agree, CLIP unsure
+        ({"ada": 0.95, "bob": 0.05}, {"ada": 0.85, "bob": 0.90}, "ada", 0.0),  # disagree: refused however sure
+    ],
+)
+def test_probability_makes_the_both_agree_and_clear_decision(rule: HybridRecogniser, clip: dict, face: dict, person: str, probability: float) -> None:
+    rule.model_version = 1
+    out = rule.combine(pred("clip", **clip), pred("face", **face))
+    assert out.top[0].person == person
+    assert out.probability == pytest.approx(probability)
+    for threshold in (0.5, 0.65, 0.8, 0.95):
+        both = max(clip, key=clip.get) == max(face, key=face.get) and clip[person] >= threshold and face[person] >= threshold
+        assert out.as_dict(threshold)["granted"] is both
+    assert all(c.probability == 0.0 for c in out.top[1:])
+    parts = out.as_dict(0.8)["parts"]
+    assert set(parts) == {"clip", "face"} and parts["face"]["person"] == max(face, key=face.get)
+
+
+def test_hybrid_over_real_models_reports_both_parts(clip_trained_home: Path, tiny_weights: Path, detector, embedder) -> None:
+    """Random-weight CLIP: this checks the wiring (both models run, parts recorded), not accuracy."""
+    from kiosk.recogniser_selection import load_recogniser
+
+    ctx = context(clip_settings(clip_trained_home, tiny_weights, recogniser="hybrid"), detector, embedder)
+    recogniser = load_recogniser(ctx).recogniser
+    assert isinstance(recogniser, HybridRecogniser)
+    assert isinstance(recogniser.clip, ClipRecogniser) and isinstance(recogniser.face, FaceRecogniser)
+    person = sorted(p for p in DEV.iterdir() if p.is_dir())[0]
+    image = read_image(photos(person)[-1])
+    face = primary_face(detector.detect(image).faces, image.shape)
+    crops = FaceCrops(image, face.keypoints)
+    (out,) = recogniser.predict([crops], top_k=3)
+    assert isinstance(out, HybridPrediction) and len(out.top) == 3
+    (clip_alone,) = recogniser.clip.predict([crops], top_k=3)
+    (face_alone,) = recogniser.face.predict([crops], top_k=3)
+    assert out.clip.top == clip_alone.top and out.face.top == face_alone.top
+    expected = min(clip_alone.probability, face_alone.probability) if clip_alone.person == face_alone.person else 0.0
+    assert out.probability == pytest.approx(expected)
+    clip_probs = recogniser.clip.prediction_from_scores(recogniser.clip.scores([crops])[0], top_k=100)
+    assert sum(c.probability for c in clip_probs.top) == pytest.approx(1.0)  # a softmax over everyone
+    assert np.isclose(recogniser.clip.logit_scale, recogniser.clip.clip.logit_scale)
