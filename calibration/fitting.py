@@ -330,6 +330,13 @@ class CalibrationResult:
     attempts: list[Attempt]  # the evidence as door attempts, for the reliability diagram
 
 
+def _rates_grid(attempts: list[Attempt], step: float = 0.01) -> dict[str, list[float]]:
+    """FPIR and FNIR every ``step`` of threshold, so a screen can show the rates of any threshold."""
+    grid = [round(t, 4) for t in np.arange(0.0, 1.0 + step / 2, step)]
+    points = [rates_at(attempts, t) for t in grid]
+    return {"thresholds": grid, "fpir": [p.fpir for p in points], "fnir": [p.fnir for p in points]}
+
+
 def calibrate(
     ctx: KioskContext,
     method: str | None = None,
@@ -360,8 +367,9 @@ def calibrate(
         "stranger_evidence": source,
         "stranger_prior": prior,
         "ece": expected_calibration_error(bins),
-        "fpir_at_threshold": at.fpir,
-        "fnir_at_threshold": at.fnir,
+        "fpir": at.fpir,  # at the threshold in force
+        "fnir": at.fnir,
+        "curve": _rates_grid(attempts),
         "reliability": [vars(b) for b in bins],
     }
     row = Calibration(

@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import TrainingRun
+from db.models import Calibration, TrainingRun
 from kiosk.access_log import AccessLog, EventDraft
 from kiosk.camera import Frame, ResilientCamera
 from kiosk.clock import Clock, SystemClock
@@ -42,6 +42,7 @@ from kiosk.decision_policy import DecisionPolicy, Verdict, load_access_rules
 from kiosk.errors import KioskError
 from kiosk.event_thumbnails import save_thumbnail
 from kiosk.threshold_override import threshold_in_force
+from kiosk.recognition import Recogniser
 from kiosk.door_loop import DoorLoop, FrameResult, StageTimes
 from kiosk.door_relay import DoorRelay
 from kiosk.door_status import DoorDecision, DoorStatus, write_status
@@ -305,9 +306,12 @@ class DoorService:
         except OSError as exc:  # a full disk must not stop the door; the admin app sees it stale
             log.warning("status file not written: %s", exc)
 
-    def _newest_run(self) -> int | None:
+    def _newest_run(self) -> tuple[int | None, int | None]:
+        """The newest complete model version and the newest calibration: a change in either reloads."""
         with self.sessions() as session:
-            return session.scalar(select(func.max(TrainingRun.id)).where(TrainingRun.status == "complete"))
+            run = session.scalar(select(func.max(TrainingRun.id)).where(TrainingRun.status == "complete"))
+            calibration = session.scalar(select(func.max(Calibration.id)))
+        return run, calibration
 
     def _watch_models(self, stop: threading.Event) -> None:
         """Background thread: load a newer complete model version and swap it in; refresh rules."""
@@ -320,7 +324,7 @@ class DoorService:
             except SQLAlchemyError as exc:
                 log.warning("could not check for a new model: %s", exc)
                 continue
-            if newest is None or newest == self._seen_run:
+            if newest == self._seen_run:
                 continue
             self._seen_run = newest
             self.reload()
@@ -348,13 +352,19 @@ class DoorService:
             return False
         old = self._selection.recogniser
         new = selection.recogniser
-        if (new.name, new.model_version) == (old.name, old.model_version):
+        if _identity(new) == _identity(old):
             return False
         self._selection = selection
         self.stats.reloads += 1
         log.warning("model reloaded: %s", selection.reason)
         self.notifier.status(f"model reloaded: {selection.reason}")
         return True
+
+
+def _identity(recogniser: Recogniser) -> tuple[object, ...]:
+    """What makes two loaded recognisers the same: name, version, and the calibrations applied."""
+    parts = [recogniser, *(getattr(recogniser, part, None) for part in ("clip", "face"))]
+    return (recogniser.name, recogniser.model_version, *(getattr(p, "calibration_id", None) for p in parts))
 
 
 def build_door_service(

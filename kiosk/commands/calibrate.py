@@ -30,6 +30,6 @@ def calibrate_cmd(lazy: Lazy, strangers: Path | None, method: str | None, plot: 
     click.echo(
         f"calibration {result.calibration_id}: {result.recogniser} model v{result.model_version}, {result.method} "
         f"on {m['genuine']} genuine and {m['strangers']} stranger attempts ({m['stranger_evidence']})\n"
-        f"threshold in force {result.threshold:.2f}: on this evidence FPIR {m['fpir_at_threshold']:.3%}, "
-        f"FNIR {m['fnir_at_threshold']:.3%}, ECE {m['ece']:.3f}; the door uses it from its next start"
+        f"threshold in force {result.threshold:.2f}: on this evidence FPIR {m['fpir']:.3%}, "
+        f"FNIR {m['fnir']:.3%}, ECE {m['ece']:.3f}; the running door picks it up at its next model check"
     )

@@ -2,7 +2,7 @@
 
 The photo goes through the same front end as the door (decode, SCRFD, the main face,
 alignment) and the recogniser chosen by kiosk/recogniser_selection.py; the decision is the
-door's rule, probability >= recognition.threshold. A photo without a usable face is an
+door's rule, probability >= the threshold in force (the admin's, else recognition.threshold). A photo without a usable face is an
 ordinary result (refused, with the reason) and exit status 1, never a traceback.
 """
 
@@ -15,6 +15,7 @@ import click
 
 from kiosk.cli import Lazy, echo_json, main
 from kiosk.errors import ImageError, KioskError
+from kiosk.threshold_override import threshold_in_force
 
 
 @main.command()
@@ -30,7 +31,7 @@ def identify(ctx: click.Context, image: Path, as_json: bool, top_k: int) -> None
     from kiosk.recogniser_selection import load_recogniser
 
     kiosk = ctx.find_object(Lazy).kiosk
-    threshold = kiosk.settings.recognition.threshold
+    threshold = threshold_in_force(kiosk.settings).value
     try:
         frame = read_image(image, kiosk.settings.detection.max_side)
     except ImageError as exc:
