@@ -14,7 +14,6 @@ points the model versions at their new folder, migrates, and verifies the audit 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from kiosk.context import KioskContext
 from kiosk.crop_store import private_dirs
 from kiosk.door_status import read_status
 from kiosk.errors import KioskError
+from kiosk.checksums import file_sha256
 
 MANIFEST = "manifest.json"
 DB_NAME = "kiosk.db"
@@ -98,7 +98,7 @@ def backup(settings: Settings, dest: Path, progress: Callable[[str], None] | Non
         "source_home": str(settings.home),
         "counts": counts,
         "missing": report.missing,
-        "files": {p.relative_to(dest).as_posix(): _sha256(p) for p in sorted(dest.rglob("*")) if p.is_file()},
+        "files": {p.relative_to(dest).as_posix(): file_sha256(p) for p in sorted(dest.rglob("*")) if p.is_file()},
     }
     report.files = len(manifest["files"])
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -154,7 +154,7 @@ def _checked_manifest(src: Path) -> dict[str, object]:
         path = src / rel
         if not path.is_file():
             raise KioskError(f"backup damaged: {rel} is missing")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise KioskError(f"backup damaged: {rel} does not match its checksum")
     return manifest
 
@@ -193,13 +193,6 @@ def _counts(conn: sqlite3.Connection) -> dict[str, int]:
         "model_versions": one("SELECT count(*) FROM training_runs WHERE status = 'complete'"),
     }
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _alive(pid: int) -> bool:

@@ -14,7 +14,6 @@ every optimiser step affordable.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from kiosk.config import ModelPaths
 from kiosk.errors import KioskError
+from kiosk.checksums import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class ClipModel:
             if not models.clip_config.is_file():
                 raise ClipUnavailable(f"models.clip_config names a file that does not exist: {models.clip_config}")
             open_clip.add_model_config(models.clip_config)
-            config_id = "+cfg" + _sha256(models.clip_config)[:12]
+            config_id = "+cfg" + file_sha256(models.clip_config)[:12]
         if open_clip.get_model_config(name) is None:
             raise ClipUnavailable(f"models.clip_model {name!r} is not an open_clip architecture")
         weights, weights_id, overrides = _resolve_weights(models)
@@ -181,7 +181,7 @@ def _resolve_weights(models: ModelPaths) -> tuple[str, str, dict[str, object]]:
         if path.suffix in (".pt", ".pth", ".bin", ".safetensors") or os.sep in value:
             if not path.is_file():
                 raise ClipUnavailable(f"models.clip_pretrained names a weights file that does not exist: {path}")
-            return str(path), "file-" + _sha256(path)[:16], {}
+            return str(path), "file-" + file_sha256(path)[:16], {}
         tags = open_clip.list_pretrained_tags_by_model(models.clip_model)
         raise ClipUnavailable(f"models.clip_pretrained {value!r} is neither a weights file nor a tag of {models.clip_model} {tags}")
     cache_dir = str(models.clip_cache_dir) if models.clip_cache_dir else None
@@ -218,10 +218,3 @@ def _cached_tag_file(tag_cfg: dict[str, object], cache_dir: str | None) -> str |
             return str(candidate)
     return None
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from kiosk.checksums import file_sha256
 from kiosk.config import ModelPaths, require_file
 from kiosk.errors import ConfigError
 from kiosk.onnx_runtime import available_providers, session_options
@@ -28,7 +28,7 @@ class FaceEmbedder:
         self._model = model
         self.model_path = model_path
         self.size = int(model.input_size[0])
-        digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
+        digest = file_sha256(model_path)[:16]
         self.encoder_key = f"face:{model_path.stem}:{digest}"
 
     @classmethod

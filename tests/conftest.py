@@ -10,9 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
 
 from kiosk.config import ModelPaths, Settings
 from kiosk.context import KioskContext
@@ -66,6 +69,17 @@ def run_kiosk(args: list[str], home: Path, timeout: float = 300, **env: str) -> 
         timeout=timeout,
         cwd=REPO,
     )
+
+
+@pytest.fixture()
+def pins() -> Iterator[MockFactory]:
+    """A fresh gpiozero MockFactory as the default pin factory, as `pin_factory = "mock"` finds it."""
+    previous = Device.pin_factory
+    factory = MockFactory()
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous
 
 
 @pytest.fixture()

@@ -44,16 +44,6 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, detector: FaceDetecto
     return home
 
 
-@pytest.fixture()
-def mock_factory() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
-
-
 def by_check(findings: list[Finding]) -> dict[str, Finding]:
     return {f.check: f for f in findings}
 
@@ -62,7 +52,7 @@ def camera_folder() -> Path:
     return dev_people()[0]
 
 
-def test_a_healthy_box_passes(trained_home: Path, detector: FaceDetector, embedder: FaceEmbedder, mock_factory: MockFactory) -> None:
+def test_a_healthy_box_passes(trained_home: Path, detector: FaceDetector, embedder: FaceEmbedder, pins: MockFactory) -> None:
     settings = make_settings(
         trained_home,
         camera=CameraConfig(source=str(camera_folder())),
@@ -75,7 +65,7 @@ def test_a_healthy_box_passes(trained_home: Path, detector: FaceDetector, embedd
     assert "replay of" in found["camera"].detail and "first frame" in found["camera"].detail
     assert "face recogniser" in found["recogniser"].detail and "2 people" in found["recogniser"].detail
     assert "migrated to" in found["database"].detail
-    assert "closed" in found["relay"].detail and mock_factory.pin(17).state is False
+    assert "closed" in found["relay"].detail and pins.pin(17).state is False
     assert found["door contact"].detail.endswith("reads the door closed")
 
 

@@ -30,17 +30,6 @@ from kiosk.gpio_board import open_board
 PIN = 17
 
 
-@pytest.fixture()
-def mock_factory() -> Iterator[MockFactory]:
-    """A fresh MockFactory as gpiozero's default, as `pin_factory = "mock"` would find it."""
-    previous = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
-
-
 def relay_pin(factory: MockFactory) -> MockPin:
     return factory.pin(PIN)
 
@@ -50,18 +39,18 @@ def levels(pin: MockPin) -> list[bool]:
 
 
 @pytest.mark.parametrize("active_high", [True, False])
-def test_closed_at_start_up(mock_factory: MockFactory, active_high: bool) -> None:
+def test_closed_at_start_up(pins: MockFactory, active_high: bool) -> None:
     relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=active_high))
-    pin = relay_pin(mock_factory)
+    pin = relay_pin(pins)
     assert pin.function == "output"
     assert pin.state is (not active_high)  # de-energised: low for active-high, high for active-low
     assert not relay.is_open
     relay.shutdown()
 
 
-def test_pulse_opens_then_closes_by_itself(mock_factory: MockFactory) -> None:
+def test_pulse_opens_then_closes_by_itself(pins: MockFactory) -> None:
     relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
-    pin = relay_pin(mock_factory)
+    pin = relay_pin(pins)
     pin.clear_states()
     started = time.monotonic()
     relay.pulse(0.3)
@@ -74,9 +63,9 @@ def test_pulse_opens_then_closes_by_itself(mock_factory: MockFactory) -> None:
     relay.shutdown()
 
 
-def test_active_low_pulse_drives_the_pin_low(mock_factory: MockFactory) -> None:
+def test_active_low_pulse_drives_the_pin_low(pins: MockFactory) -> None:
     relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=False))
-    pin = relay_pin(mock_factory)
+    pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(0.2)
     time.sleep(0.35)
@@ -85,9 +74,9 @@ def test_active_low_pulse_drives_the_pin_low(mock_factory: MockFactory) -> None:
     relay.shutdown()
 
 
-def test_a_second_pulse_extends_the_opening(mock_factory: MockFactory) -> None:
+def test_a_second_pulse_extends_the_opening(pins: MockFactory) -> None:
     relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
-    pin = relay_pin(mock_factory)
+    pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(0.3)
     time.sleep(0.2)
@@ -98,9 +87,9 @@ def test_a_second_pulse_extends_the_opening(mock_factory: MockFactory) -> None:
     relay.shutdown()
 
 
-def test_close_cuts_a_pulse_short_and_is_idempotent(mock_factory: MockFactory) -> None:
+def test_close_cuts_a_pulse_short_and_is_idempotent(pins: MockFactory) -> None:
     relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
-    pin = relay_pin(mock_factory)
+    pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(5.0)
     relay.close()
@@ -111,7 +100,7 @@ def test_close_cuts_a_pulse_short_and_is_idempotent(mock_factory: MockFactory) -
     relay.shutdown()
 
 
-def test_closed_after_an_exception_in_the_loop(mock_factory: MockFactory) -> None:
+def test_closed_after_an_exception_in_the_loop(pins: MockFactory) -> None:
     def door_loop() -> None:
         with build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN)) as relay:
             relay.pulse(60.0)
@@ -119,16 +108,16 @@ def test_closed_after_an_exception_in_the_loop(mock_factory: MockFactory) -> Non
 
     with pytest.raises(RuntimeError):
         door_loop()
-    pin = relay_pin(mock_factory)
+    pin = relay_pin(pins)
     assert levels(pin)[-2:] == [True, False]
     assert pin.state is False
 
 
-def test_shutdown_releases_the_pin_and_refuses_later_pulses(mock_factory: MockFactory) -> None:
+def test_shutdown_releases_the_pin_and_refuses_later_pulses(pins: MockFactory) -> None:
     relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
     relay.pulse(60.0)
     relay.shutdown()
-    pin = relay_pin(mock_factory)
+    pin = relay_pin(pins)
     assert pin.state is False and pin.function == "input"  # closed, then handed back
     with pytest.raises(KioskError, match="shut down"):
         relay.pulse(1.0)
@@ -137,7 +126,7 @@ def test_shutdown_releases_the_pin_and_refuses_later_pulses(mock_factory: MockFa
     assert pin.state is False
 
 
-def test_close_racing_pulses_from_threads_never_leaves_the_door_open(mock_factory: MockFactory) -> None:
+def test_close_racing_pulses_from_threads_never_leaves_the_door_open(pins: MockFactory) -> None:
     relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
     stop = threading.Event()
 
@@ -153,12 +142,12 @@ def test_close_racing_pulses_from_threads_never_leaves_the_door_open(mock_factor
     thread.join()
     relay.close()
     time.sleep(0.1)  # the watcher settles any pulse that raced the last close
-    assert not relay.is_open and relay_pin(mock_factory).state is False
+    assert not relay.is_open and relay_pin(pins).state is False
     relay.shutdown()
 
 
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
-def test_pulse_rejects_nonsense_lengths(mock_factory: MockFactory, seconds: float) -> None:
+def test_pulse_rejects_nonsense_lengths(pins: MockFactory, seconds: float) -> None:
     relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
     with pytest.raises(ValueError):
         relay.pulse(seconds)
@@ -186,7 +175,7 @@ def test_a_named_backend_that_cannot_load_is_an_error_not_a_silent_mock() -> Non
         open_board(DoorConfig(pin_factory="lgpio"))
 
 
-def test_a_pin_that_does_not_exist_is_named(mock_factory: MockFactory) -> None:
+def test_a_pin_that_does_not_exist_is_named(pins: MockFactory) -> None:
     with pytest.raises(KioskError, match="pin 99"):
         build_relay(DoorConfig(pin_factory="mock", relay_pin=99))
 
@@ -229,7 +218,7 @@ def test_sigterm_leaves_the_relay_closed(tmp_path: Path) -> None:
     assert out.split("\n")[0] == "final False [False, True, False]", (out, err)
 
 
-def test_close_on_signals_keeps_the_previous_handler(mock_factory: MockFactory) -> None:
+def test_close_on_signals_keeps_the_previous_handler(pins: MockFactory) -> None:
     import signal
 
     seen: list[int] = []
@@ -239,7 +228,7 @@ def test_close_on_signals_keeps_the_previous_handler(mock_factory: MockFactory) 
         close_on_signals(relay, (signal.SIGHUP,))
         relay.pulse(60.0)
         signal.raise_signal(signal.SIGHUP)
-        assert not relay.is_open and relay_pin(mock_factory).state is False
+        assert not relay.is_open and relay_pin(pins).state is False
         assert seen == [signal.SIGHUP]
         relay.shutdown()
     finally:

@@ -39,16 +39,6 @@ class Recorder:
         return next((e for e in self.events if e.kind == kind), None)
 
 
-@pytest.fixture()
-def mock_factory() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
-
-
 def door(**overrides: object) -> DoorConfig:
     """Pull-down inputs: the contact reads low while the door is shut, the button high when pressed."""
     base: dict[str, object] = dict(
@@ -67,7 +57,7 @@ def door(**overrides: object) -> DoorConfig:
 
 
 @pytest.fixture()
-def rig(mock_factory: MockFactory) -> Iterator[tuple[DoorRelay, DoorSensors, Recorder]]:
+def rig(pins: MockFactory) -> Iterator[tuple[DoorRelay, DoorSensors, Recorder]]:
     config = door()
     relay = build_relay(config)
     recorder = Recorder()
@@ -77,9 +67,9 @@ def rig(mock_factory: MockFactory) -> Iterator[tuple[DoorRelay, DoorSensors, Rec
     relay.shutdown()
 
 
-def test_held_open_alarm_fires_after_the_limit_once(rig: tuple[DoorRelay, DoorSensors, Recorder], mock_factory: MockFactory) -> None:
+def test_held_open_alarm_fires_after_the_limit_once(rig: tuple[DoorRelay, DoorSensors, Recorder], pins: MockFactory) -> None:
     relay, sensors, recorder = rig
-    contact = mock_factory.pin(CONTACT)
+    contact = pins.pin(CONTACT)
     relay.pulse(0.5)
     opened = time.monotonic()
     contact.drive_high()
@@ -93,9 +83,9 @@ def test_held_open_alarm_fires_after_the_limit_once(rig: tuple[DoorRelay, DoorSe
     assert recorder.kinds == ["opened", "held-open", "closed"] and sensors.state == "closed"
 
 
-def test_a_door_shut_in_time_raises_no_alarm(rig: tuple[DoorRelay, DoorSensors, Recorder], mock_factory: MockFactory) -> None:
+def test_a_door_shut_in_time_raises_no_alarm(rig: tuple[DoorRelay, DoorSensors, Recorder], pins: MockFactory) -> None:
     relay, _, recorder = rig
-    contact = mock_factory.pin(CONTACT)
+    contact = pins.pin(CONTACT)
     relay.pulse(0.5)
     contact.drive_high()
     time.sleep(0.1)
@@ -105,21 +95,21 @@ def test_a_door_shut_in_time_raises_no_alarm(rig: tuple[DoorRelay, DoorSensors, 
     assert not any(e.alarm for e in recorder.events)
 
 
-def test_door_opened_while_locked_is_forced(rig: tuple[DoorRelay, DoorSensors, Recorder], mock_factory: MockFactory) -> None:
+def test_door_opened_while_locked_is_forced(rig: tuple[DoorRelay, DoorSensors, Recorder], pins: MockFactory) -> None:
     relay, sensors, recorder = rig
     assert not relay.is_open
-    mock_factory.pin(CONTACT).drive_high()
+    pins.pin(CONTACT).drive_high()
     assert recorder.kinds == ["forced"] and recorder.events[0].alarm
     assert sensors.state == "forced"
-    mock_factory.pin(CONTACT).drive_low()
+    pins.pin(CONTACT).drive_low()
     assert recorder.kinds == ["forced", "closed"] and sensors.state == "closed"
 
 
 def test_exit_button_releases_the_lock_and_the_exit_is_not_forced(
-    rig: tuple[DoorRelay, DoorSensors, Recorder], mock_factory: MockFactory
+    rig: tuple[DoorRelay, DoorSensors, Recorder], pins: MockFactory
 ) -> None:
     relay, _, recorder = rig
-    relay_pin, button, contact = (mock_factory.pin(p) for p in (RELAY, EXIT, CONTACT))
+    relay_pin, button, contact = (pins.pin(p) for p in (RELAY, EXIT, CONTACT))
     relay_pin.clear_states()
     button.drive_high()  # pressed
     button.drive_low()  # released: no second request
@@ -132,20 +122,20 @@ def test_exit_button_releases_the_lock_and_the_exit_is_not_forced(
     relay_pin.assert_states_and_times([(0.0, False), (0.0, True), (0.5, False)])
 
 
-def test_an_exit_request_covers_a_door_opened_just_after_the_lock_closed(mock_factory: MockFactory) -> None:
+def test_an_exit_request_covers_a_door_opened_just_after_the_lock_closed(pins: MockFactory) -> None:
     config = door(pulse_seconds=0.1, exit_grace_seconds=5.0)
     recorder = Recorder()
     with build_relay(config) as relay:
         sensors = build_sensors(config, relay, recorder)
-        mock_factory.pin(EXIT).drive_high()
+        pins.pin(EXIT).drive_high()
         time.sleep(0.2)  # the pulse is over; a slow leaver pushes the door (a mechanical exit)
         assert not relay.is_open
-        mock_factory.pin(CONTACT).drive_high()
+        pins.pin(CONTACT).drive_high()
         assert recorder.kinds == ["exit-request", "opened"]
         sensors.close()
 
 
-def test_pull_up_wiring_reads_the_other_way_round(mock_factory: MockFactory) -> None:
+def test_pull_up_wiring_reads_the_other_way_round(pins: MockFactory) -> None:
     """Switches to ground with internal pull-ups (the usual wiring): door open and button idle read high."""
     config = door(input_pull="up", contact_open_level="high", exit_pressed_level="low")
     recorder = Recorder()
@@ -153,13 +143,13 @@ def test_pull_up_wiring_reads_the_other_way_round(mock_factory: MockFactory) -> 
         sensors = build_sensors(config, relay, recorder)
         # The pull-up makes the mock contact read high, i.e. open at start-up: reported, not forced.
         assert recorder.kinds == ["opened"] and "started" in recorder.events[0].detail
-        mock_factory.pin(CONTACT).drive_low()  # the door shuts: the reed switch closes to ground
-        mock_factory.pin(EXIT).drive_low()  # pressed
+        pins.pin(CONTACT).drive_low()  # the door shuts: the reed switch closes to ground
+        pins.pin(EXIT).drive_low()  # pressed
         assert recorder.kinds == ["opened", "closed", "exit-request"] and relay.is_open
         sensors.close()
 
 
-def test_a_failing_listener_does_not_stop_the_watching(mock_factory: MockFactory) -> None:
+def test_a_failing_listener_does_not_stop_the_watching(pins: MockFactory) -> None:
     config = door()
     seen: list[str] = []
 
@@ -169,13 +159,13 @@ def test_a_failing_listener_does_not_stop_the_watching(mock_factory: MockFactory
 
     with build_relay(config) as relay:
         sensors = build_sensors(config, relay, broken)
-        mock_factory.pin(CONTACT).drive_high()
-        mock_factory.pin(CONTACT).drive_low()
+        pins.pin(CONTACT).drive_high()
+        pins.pin(CONTACT).drive_low()
         assert seen == ["forced", "closed"]
         sensors.close()
 
 
-def test_without_inputs_configured_nothing_is_watched(mock_factory: MockFactory) -> None:
+def test_without_inputs_configured_nothing_is_watched(pins: MockFactory) -> None:
     config = DoorConfig(pin_factory="mock", relay_pin=RELAY)
     recorder = Recorder()
     with build_relay(config) as relay:

@@ -37,16 +37,6 @@ from kiosk.retraining import retrain
 RELAY_PIN, CONTACT_PIN = 17, 27
 
 
-@pytest.fixture()
-def pins() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    factory = MockFactory()
-    Device.pin_factory = factory
-    yield factory
-    factory.reset()
-    Device.pin_factory = previous
-
-
 @pytest.fixture(scope="module")
 def door_detector() -> FaceDetector:
     from conftest import DETECTOR
