@@ -16,7 +16,7 @@ import numpy as np
 from kiosk.clip_training import NAME
 from kiosk.errors import KioskError
 from kiosk.face_alignment import CLIP_SIZE
-from kiosk.recognition import Candidate, FaceCrops, Prediction, Recogniser
+from kiosk.recognition import FaceCrops, MatrixRecogniser
 
 
 class ImageEncoder(Protocol):
@@ -27,35 +27,26 @@ class ImageEncoder(Protocol):
     def encode_images(self, crops: list[np.ndarray]) -> np.ndarray: ...
 
 
-class ClipRecogniser(Recogniser):
+class ClipRecogniser(MatrixRecogniser):
     name = NAME
 
     def __init__(self, clip: ImageEncoder, people: list[str], class_embeddings: np.ndarray, logit_scale: float, model_version: int | None):
+        super().__init__(people, class_embeddings, model_version)
         self.clip = clip
-        self._people = people
-        self.class_embeddings = class_embeddings
         self.logit_scale = logit_scale
-        self.model_version = model_version
 
     @property
-    def people(self) -> list[str]:
-        return self._people
+    def class_embeddings(self) -> np.ndarray:
+        return self.classes
 
-    def scores(self, faces: list[FaceCrops]) -> np.ndarray:
-        """Cosine of each face (rows) to each person's class embedding (columns)."""
-        if not faces:
-            return np.zeros((0, len(self._people)), dtype=np.float32)
-        return self.clip.encode_images([f.at(CLIP_SIZE) for f in faces]) @ self.class_embeddings.T
+    def encode(self, faces: list[FaceCrops]) -> np.ndarray:
+        return self.clip.encode_images([f.at(CLIP_SIZE) for f in faces])
 
-    def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
-        return [self.prediction_from_scores(row, top_k) for row in self.scores(faces)]
-
-    def prediction_from_scores(self, row: np.ndarray, top_k: int = 5) -> Prediction:
+    def probabilities(self, row: np.ndarray) -> np.ndarray:
+        """Softmax over logit_scale x cosine, the paper's classifier over the enrolled."""
         logits = self.logit_scale * row.astype(np.float64)
         probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        order = np.argsort(-row)[:top_k]
-        return Prediction(NAME, self.model_version, [Candidate(self._people[i], float(probs[i]), float(row[i])) for i in order])
+        return probs / probs.sum()
 
     @classmethod
     def load(cls, folder: Path, clip: ImageEncoder, model_version: int | None) -> ClipRecogniser:

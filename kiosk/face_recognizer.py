@@ -23,7 +23,7 @@ import numpy as np
 
 from kiosk.face_embedder import FaceEmbedder
 from kiosk.model_registry import ModelRegistry
-from kiosk.recognition import Candidate, FaceCrops, Prediction, Recogniser
+from kiosk.recognition import FaceCrops, MatrixRecogniser
 from kiosk.samples import Sample
 
 NAME = "face"
@@ -122,35 +122,23 @@ def fit_score_model(genuine: np.ndarray, impostor: np.ndarray, stranger_prior: f
     return ScoreModel(float(lr.coef_[0, 0]), float(lr.intercept_[0]), float(lr.coef_[0, 1])), "logistic-margin"
 
 
-class FaceRecogniser(Recogniser):
+class FaceRecogniser(MatrixRecogniser):
     name = NAME
 
     def __init__(self, embedder: FaceEmbedder, people: list[str], templates: np.ndarray, score_model: ScoreModel, model_version: int | None):
+        super().__init__(people, templates, model_version)
         self.embedder = embedder
-        self._people = people
-        self.templates = templates
         self.score_model = score_model
-        self.model_version = model_version
 
     @property
-    def people(self) -> list[str]:
-        return self._people
+    def templates(self) -> np.ndarray:
+        return self.classes
 
-    def scores(self, faces: list[FaceCrops]) -> np.ndarray:
-        """Cosine of each face (rows) to each person's template (columns)."""
-        if not faces:
-            return np.zeros((0, len(self._people)), dtype=np.float32)
-        feats = self.embedder.embed([f.at(self.embedder.size) for f in faces])
-        return feats @ self.templates.T
+    def encode(self, faces: list[FaceCrops]) -> np.ndarray:
+        return self.embedder.embed([f.at(self.embedder.size) for f in faces])
 
-    def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
-        return [self.prediction_from_scores(row, top_k) for row in self.scores(faces)]
-
-    def prediction_from_scores(self, row: np.ndarray, top_k: int = 5) -> Prediction:
-        probs = self.score_model(row)
-        order = np.argsort(-row)[:top_k]
-        top = [Candidate(self._people[i], float(probs[i]), float(row[i])) for i in order]
-        return Prediction(NAME, self.model_version, top)
+    def probabilities(self, row: np.ndarray) -> np.ndarray:
+        return self.score_model(row)
 
     @classmethod
     def load(cls, folder: Path, embedder: FaceEmbedder, model_version: int | None) -> FaceRecogniser:

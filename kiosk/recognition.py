@@ -91,3 +91,42 @@ class Recogniser(ABC):
     @abstractmethod
     def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
         """One Prediction per face, in order."""
+
+
+class MatrixRecogniser(Recogniser):
+    """Faces encoded to unit vectors, compared by cosine with one vector per enrolled person.
+
+    Both the face embedder (templates) and CLIP (class text embeddings) work this way; they
+    differ only in how a face is encoded and how a row of cosines becomes probabilities.
+    """
+
+    def __init__(self, people: list[str], classes: np.ndarray, model_version: int | None):
+        self._people = people
+        self.classes = classes
+        self.model_version = model_version
+
+    @property
+    def people(self) -> list[str]:
+        return self._people
+
+    @abstractmethod
+    def encode(self, faces: list[FaceCrops]) -> np.ndarray:
+        """Unit feature vectors (n, d), one per face."""
+
+    @abstractmethod
+    def probabilities(self, row: np.ndarray) -> np.ndarray:
+        """Each person's probability from one face's row of cosines."""
+
+    def scores(self, faces: list[FaceCrops]) -> np.ndarray:
+        """Cosine of each face (rows) to each person's vector (columns)."""
+        if not faces:
+            return np.zeros((0, len(self._people)), dtype=np.float32)
+        return self.encode(faces) @ self.classes.T
+
+    def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
+        return [self.prediction_from_scores(row, top_k) for row in self.scores(faces)]
+
+    def prediction_from_scores(self, row: np.ndarray, top_k: int = 5) -> Prediction:
+        probs = self.probabilities(row)
+        order = np.argsort(-row)[:top_k]
+        return Prediction(self.name, self.model_version, [Candidate(self._people[i], float(probs[i]), float(row[i])) for i in order])
