@@ -1,6 +1,6 @@
 """CLIP text-tower retrain cost against the number of people: the kiosk's loop beside the paper's.
 
-    .venv/bin/python bench/clip_retrain_scale.py [--people 10 100 1000 10000] [--budget-s 2400]
+    .venv/bin/python bench/clip_retrain_scale.py [--people 10 100 1000 10000] [--threads 1]
 
 RN50 with RANDOM weights (no pretrained CLIP weights exist here): the figures are time and
 memory only, never accuracy. Image features are synthetic unit vectors, which is exact for
@@ -145,8 +145,8 @@ def child_paper(people: int, batch: int, steps: int) -> dict[str, object]:
     }
 
 
-def run_child(variant: str, people: int, batch: int, steps: int) -> dict[str, object]:
-    cmd = [sys.executable, __file__, "--child", variant, str(people), str(batch), str(steps)]
+def run_child(variant: str, people: int, batch: int, steps: int, threads: int) -> dict[str, object]:
+    cmd = [sys.executable, __file__, "--threads", str(threads), "--child", variant, str(people), str(batch), str(steps)]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     if proc.returncode != 0:
@@ -169,15 +169,20 @@ def main() -> None:
     parser.add_argument("--people", type=int, nargs="+", default=[10, 100, 1000, 10000])
     parser.add_argument("--large-batch", type=int, default=1024, help="training.large_batch_size for kiosk-large")
     parser.add_argument("--paper-max-people", type=int, default=100, help="largest N the paper loop is run at (memory grows with N)")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads per variant (on this shared 2-core machine one thread was 5-10x faster than two)",
+    )
     parser.add_argument("--child", nargs=4, metavar=("VARIANT", "N", "BATCH", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     if args.child:
         variant, n, batch, steps = args.child[0], *map(int, args.child[1:])
         result = (child_paper if variant == "paper" else child_kiosk)(n, batch, steps)
         print(json.dumps(result))
         return
-
-    import torch
 
     print("CLIP text-tower retrain scale benchmark")
     print("MODEL: RN50 with RANDOM weights (no pretrained CLIP weights here): timings and memory only, NOT accuracy.")
@@ -193,7 +198,7 @@ def main() -> None:
         steps_large = math.ceil(n * TRAIN_PER_PERSON / args.large_batch)
         # paper: run where it fits, else extrapolate linearly from the two largest measured points
         if n <= args.paper_max_people:
-            r = run_child("paper", n, 16, steps=steps_b16 if n <= 10 else 2)
+            r = run_child("paper", n, 16, threads=args.threads, steps=steps_b16 if n <= 10 else 2)
             paper_points.append((n, r))
             rows.append(("paper (77 tok, b16)", n, r, steps_b16, "measured"))
         elif len(paper_points) >= 2:
@@ -209,10 +214,10 @@ def main() -> None:
             }
             rows.append(("paper (77 tok, b16)", n, est, steps_b16, f"NOT RUN: extrapolated linearly from N={n0},{n1}"))
         # kiosk, batch 16: a full epoch where it is short, else measured steps x steps per epoch
-        r16 = run_child("kiosk", n, 16, steps=steps_b16 if n <= 10 else (2 if n <= 100 else 1))
+        r16 = run_child("kiosk", n, 16, threads=args.threads, steps=steps_b16 if n <= 10 else (2 if n <= 100 else 1))
         rows.append(("kiosk (cut, b16)", n, r16, steps_b16, "measured"))
         if n <= 1000:
-            rl = run_child("kiosk", n, args.large_batch, steps=steps_large if n <= 100 else 1)
+            rl = run_child("kiosk", n, args.large_batch, threads=args.threads, steps=steps_large if n <= 100 else 1)
             rows.append((f"kiosk (cut, b{args.large_batch})", n, rl, steps_large, "measured"))
         else:
             rows.append((f"kiosk (cut, b{args.large_batch})", n, r16 | {"epoch_s": None}, steps_large,
