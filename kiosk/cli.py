@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import importlib
+import io
 import json
 import logging
 import os
@@ -51,7 +52,10 @@ class Lazy:
 @click.pass_context
 def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
     """Face-recognition door kiosk."""
-    faulthandler.enable()
+    try:
+        faulthandler.enable()  # a hang or crash in native code still leaves a traceback in the journal
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        pass  # stderr is not a real file (an in-process test runner): nothing to dump into
     os.umask(0o077)  # every file the kiosk creates (crops, models, backups) is the service user's alone
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
