@@ -85,7 +85,8 @@ class CameraEnrolScreen(ModalScreen[None]):
             yield Static(f"Enter starts: {GOOD_FRAMES} good frames are kept, at most {MAX_FRAMES} tried.", id="camera-summary")
             with Horizontal(id="camera-body"):
                 table: DataTable[str] = DataTable(id="camera-frames", cursor_type="row")
-                table.add_columns("frame", "verdict")
+                for label, width in (("frame", 6), ("verdict", 60)):  # fixed: see enrol_files_screen
+                    table.add_column(label, width=width)
                 yield table
                 yield Static("", id="camera-preview")
         yield Footer(compact=True)

@@ -85,7 +85,9 @@ class EnrolFilesScreen(ModalScreen[None]):
             yield Input(placeholder="/path/to/photos/ another.jpg", id="enrol-paths", compact=True)
             yield Static("Enter in the photos field starts the enrolment.", id="enrol-summary")
             table: DataTable[str] = DataTable(id="enrol-results", cursor_type="row")
-            table.add_columns("#", "file", "result", "detail")
+            # fixed widths: auto widths measured before the rows arrive would cut every cell short
+            for label, width in (("#", 7), ("file", 24), ("result", 9), ("detail", 60)):
+                table.add_column(label, width=width)
             yield table
         yield Footer(compact=True)
 
