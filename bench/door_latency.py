@@ -4,10 +4,12 @@ Two variants run over the same replay (enrolled people's held-back photos, then 
 
 - face:   SCRFD + MobileFaceNet face recogniser (real recognition);
 - hybrid-arch: the same, plus the CLIP RN50 image tower on every 224x224 face through
-  onnxruntime, exported here from open_clip's RN50 with RANDOM weights. The hybrid recogniser
-  lives on another branch; this times its extra inference (the frozen image tower, batch = faces
-  in the frame), while the decisions still come from the face recogniser. The timing is real,
-  the CLIP output is discarded: no recognition is claimed for it.
+  onnxruntime, exported here from open_clip's RN50 with RANDOM weights: the hybrid's extra
+  inference (the frozen image tower, batch = faces in the frame). Random CLIP weights cannot
+  recognise anyone (they would refuse every grant), so the decisions still come from the face
+  recogniser: the timing is real, the CLIP output is discarded, no recognition is claimed.
+- hybrid-gated: as hybrid-arch, with HybridRecogniser's gate (recognition.hybrid_gate): the
+  tower runs only on faces the face verifier puts at or above the gate, as the real hybrid does.
 
 "Overhead" is everything in the loop but model inference (SCRFD, MobileFaceNet, RN50):
 camera read and JPEG decode, alignment, tracking and policy, event commits, status file,
@@ -50,8 +52,12 @@ def clip_tower(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def with_clip_tower(recogniser, session):
-    """The face recogniser plus RN50 inference on each 224 crop (CLIP's preprocessing: RGB, CLIP mean/std)."""
+def with_clip_tower(recogniser, session, gate: float = 0.0):
+    """The face recogniser plus RN50 inference on each 224 crop the hybrid would send to CLIP.
+
+    With a gate, as in HybridRecogniser, only faces the face verifier puts at or above it go
+    through the tower (CLIP's preprocessing: RGB, CLIP mean/std).
+    """
     from kiosk.recognition import Recogniser
 
     mean = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32) * 255
@@ -66,9 +72,12 @@ def with_clip_tower(recogniser, session):
             return recogniser.people
 
         def predict(self, faces, top_k=5):
-            batch = np.stack([(f.at(224)[:, :, ::-1].astype(np.float32) - mean) / std for f in faces]).transpose(0, 3, 1, 2)
-            session.run(None, {"image": np.ascontiguousarray(batch)})
-            return recogniser.predict(faces, top_k)
+            preds = recogniser.predict(faces, top_k)
+            worth = [f for f, p in zip(faces, preds) if p.probability >= gate]
+            if worth:
+                batch = np.stack([(f.at(224)[:, :, ::-1].astype(np.float32) - mean) / std for f in worth]).transpose(0, 3, 1, 2)
+                session.run(None, {"image": np.ascontiguousarray(batch)})
+            return preds
 
     return FacePlusClipTower()
 
@@ -118,9 +127,12 @@ def main() -> None:
         face = load_recogniser(ctx)
         tower = clip_tower(root / "rn50_visual_random.onnx", args.threads)
         hybrid = Selection(with_clip_tower(face.recogniser, tower), "face recogniser + RN50 image tower (random weights, timing only)")
+        gate = ctx.settings.recognition.hybrid_gate
+        gated = Selection(with_clip_tower(face.recogniser, tower, gate), f"as hybrid-arch, tower only at face p >= {gate}")
         results = [
             run_variant("face", ctx, replay, face, detector),
             run_variant("hybrid-arch", ctx, replay, hybrid, detector),
+            run_variant("hybrid-gated", ctx, replay, gated, detector),
         ]
 
     print(f"door loop, replay of {args.people} enrolled people (1 held-back photo each) + {args.strangers} strangers,")

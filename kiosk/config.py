@@ -98,6 +98,19 @@ class RecognitionConfig(Section):
         "This is the image of a person named {name}",
         description="CLIP prompt per person; {name} is replaced by the person's name.",
     )
+    hybrid_gate: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Hybrid: faces the face verifier puts below this probability are refused without running "
+        "CLIP (exact, since the hybrid needs both to clear the threshold); must not exceed the threshold.",
+    )
+
+    @model_validator(mode="after")
+    def _gate_below_threshold(self) -> "RecognitionConfig":
+        if self.hybrid_gate > self.threshold:
+            raise ValueError(f"hybrid_gate {self.hybrid_gate} is above threshold {self.threshold}: the hybrid would refuse people it should grant")
+        return self
 
 
 class TrainingConfig(Section):

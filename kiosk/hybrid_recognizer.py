@@ -12,6 +12,11 @@ disagreement, because two recognisers naming different people is a refusal whate
 confidence. The candidates' `score` keeps min(P_clip, P_face) before the agreement rule, so
 a refusal still shows whom each recogniser leaned to; the two recognisers' own predictions
 travel with the hybrid one for the audit trail.
+
+The face verifier runs first. A face it puts below ``gate`` cannot clear any threshold at or
+above the gate (min(P_clip, P_face) <= P_face), so CLIP is not run for it and it is refused
+with probability 0: strangers and passers-by cost no CLIP inference. The configuration keeps
+the gate at or below the threshold, which makes the shortcut exact.
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ class HybridRecogniser(Recogniser):
 
     name = NAME
 
-    def __init__(self, clip: ClipRecogniser, face: FaceRecogniser):
+    def __init__(self, clip: ClipRecogniser, face: FaceRecogniser, gate: float = 0.0):
         self.clip = clip
         self.face = face
+        self.gate = gate
         self.model_version = clip.model_version
 
     @property
@@ -60,9 +66,18 @@ class HybridRecogniser(Recogniser):
 
     def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
         everyone = max(len(self.clip.people), len(self.face.people))
-        clip_preds = self.clip.predict(faces, top_k=everyone)
         face_preds = self.face.predict(faces, top_k=everyone)
-        return [self.combine(c, f, top_k) for c, f in zip(clip_preds, face_preds)]
+        worth = [i for i, f in enumerate(face_preds) if f.probability >= self.gate]
+        clip_preds = dict(zip(worth, self.clip.predict([faces[i] for i in worth], top_k=everyone)))
+        return [
+            self.combine(clip_preds[i], f, top_k) if i in clip_preds else self.gated(f, top_k)
+            for i, f in enumerate(face_preds)
+        ]
+
+    def gated(self, face: Prediction, top_k: int = 5) -> HybridPrediction:
+        """Refused on the face verifier alone: below the gate, CLIP could not change the outcome."""
+        top = [Candidate(c.person, 0.0, c.probability) for c in face.top[:top_k]]
+        return HybridPrediction(NAME, self.model_version, top, clip=None, face=_trimmed(face, top_k))
 
     def combine(self, clip: Prediction, face: Prediction, top_k: int = 5) -> HybridPrediction:
         clip_p = {c.person: c.probability for c in clip.top}

@@ -61,7 +61,7 @@ def load_recogniser(ctx: KioskContext) -> Selection:
     if wanted == "hybrid":
         from kiosk.hybrid_recognizer import HybridRecogniser
 
-        hybrid = HybridRecogniser(_demanded_clip(ctx, wanted, notes), _load_face(ctx, notes))
+        hybrid = HybridRecogniser(_demanded_clip(ctx, wanted, notes), _load_face(ctx, notes), ctx.settings.recognition.hybrid_gate)
         return Selection(hybrid, _noted(_hybrid_reason(hybrid, "configured 'hybrid'"), notes))
     face = _load_face(ctx, notes)
     try:
@@ -74,7 +74,7 @@ def load_recogniser(ctx: KioskContext) -> Selection:
         )
     from kiosk.hybrid_recognizer import HybridRecogniser
 
-    hybrid = HybridRecogniser(clip, face)
+    hybrid = HybridRecogniser(clip, face, ctx.settings.recognition.hybrid_gate)
     return Selection(hybrid, _noted(_hybrid_reason(hybrid, "configured 'auto' and both models loaded"), notes))
 
 

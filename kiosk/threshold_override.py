@@ -48,6 +48,8 @@ def threshold_in_force(settings: Settings) -> ThresholdInForce:
 def set_threshold(settings: Settings, sessions: sessionmaker[Session], value: float, actor: str, when: datetime | None = None) -> None:
     """Write the override (atomically, private) and log the change with the old value."""
     value = _checked(value)
+    if value < settings.recognition.hybrid_gate:
+        raise KioskError(f"a threshold below recognition.hybrid_gate ({settings.recognition.hybrid_gate}) would let the hybrid refuse without asking CLIP; lower the gate first")
     old = threshold_in_force(settings).value
     stamp = (when or utcnow()).isoformat()
     path = settings.home / OVERRIDE_FILE

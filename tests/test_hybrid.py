@@ -13,7 +13,7 @@ from kiosk.face_detection import primary_face
 from kiosk.face_recognizer import FaceRecogniser
 from kiosk.hybrid_recognizer import HybridPrediction, HybridRecogniser
 from kiosk.images import read_image
-from kiosk.recognition import Candidate, FaceCrops, Prediction
+from kiosk.recognition import Candidate, FaceCrops, Prediction, Recogniser
 from tiny_clip import clip_settings, context
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -75,3 +75,31 @@ def test_hybrid_over_real_models_reports_both_parts(clip_trained_home: Path, tin
     clip_probs = recogniser.clip.prediction_from_scores(recogniser.clip.scores([crops])[0], top_k=100)
     assert sum(c.probability for c in clip_probs.top) == pytest.approx(1.0)  # a softmax over everyone
     assert np.isclose(recogniser.clip.logit_scale, recogniser.clip.clip.logit_scale)
+
+
+class Fixed(Recogniser):
+    """A recogniser that answers from a table by face index and counts the faces it was asked about."""
+
+    def __init__(self, name: str, answers: list[dict[str, float]]):
+        self.name, self.model_version, self.answers, self.asked = name, 1, answers, 0
+
+    @property
+    def people(self) -> list[str]:
+        return ["ada", "bob"]
+
+    def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
+        self.asked += len(faces)
+        return [pred(self.name, **self.answers[int(f.at(112)[0, 0, 0])]) for f in faces]
+
+
+def test_gate_skips_clip_only_where_it_cannot_change_the_decision() -> None:
+    faces = [FaceCrops.from_crop(np.full((112, 112, 3), i, np.uint8)) for i in range(3)]
+    face = Fixed("face", [{"ada": 0.95, "bob": 0.05}, {"ada": 0.30, "bob": 0.20}, {"ada": 0.49, "bob": 0.10}])
+    clip = Fixed("clip", [{"ada": 0.90, "bob": 0.10}] * 3)
+    gated = HybridRecogniser(clip, face, gate=0.5).predict(faces)
+    assert clip.asked == 1  # only the face the verifier put at or above the gate
+    ungated = HybridRecogniser(Fixed("clip", clip.answers), Fixed("face", face.answers), gate=0.0).predict(faces)
+    for threshold in (0.5, 0.8, 0.95):  # every threshold at or above the gate: identical decisions
+        assert [p.as_dict(threshold)["granted"] for p in gated] == [p.as_dict(threshold)["granted"] for p in ungated]
+    assert gated[0].probability == pytest.approx(0.90)
+    assert gated[1].probability == 0.0 and gated[1].top[0].person == "ada"  # who the verifier leaned to
