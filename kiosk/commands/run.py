@@ -121,6 +121,8 @@ def run_display(door: Door) -> int:
     finally:
         app.stop_event.set()
         door.shutdown()
+    if door.service.camera.exhausted:
+        return 0  # a replayed folder or file ran out: the demo's normal end, not a fault
     return app.return_code or 0
 
 
