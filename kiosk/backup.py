@@ -32,6 +32,7 @@ from kiosk.crop_store import private_dirs
 from kiosk.door_status import read_status
 from kiosk.errors import KioskError
 from kiosk.checksums import file_sha256
+from kiosk.processes import process_alive
 
 MANIFEST = "manifest.json"
 DB_NAME = "kiosk.db"
@@ -111,7 +112,7 @@ def restore(settings: Settings, src: Path, force: bool = False, progress: Callab
     home = settings.home
     target = sqlite_path(settings)
     status = read_status(home)
-    if status is not None and status.age() < STALE_STATUS_S and _alive(status.pid):
+    if status is not None and status.age() < STALE_STATUS_S and process_alive(status.pid):
         raise KioskError(f"the door service is running on {home} (pid {status.pid}): stop it before restoring")
     if target.is_file() and not force:
         counts = _counts_of(target)
@@ -194,12 +195,3 @@ def _counts(conn: sqlite3.Connection) -> dict[str, int]:
     }
 
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import TrainingRun, utcnow
 from kiosk.errors import KioskError
+from kiosk.processes import owner, owner_gone
 
 
 class ModelRegistry:
@@ -26,7 +27,7 @@ class ModelRegistry:
 
     def start(self, recogniser: str, params: dict[str, Any]) -> int:
         with self.sessions.begin() as session:
-            run = TrainingRun(recogniser=recogniser, status="running", params=params, metrics={"epochs": []})
+            run = TrainingRun(recogniser=recogniser, status="running", params={**params, "owner": owner()}, metrics={"epochs": []})
             session.add(run)
             session.flush()
             return run.id
@@ -66,9 +67,13 @@ class ModelRegistry:
             run.status, run.error, run.finished_at = status, error, utcnow()
 
     def abandon_interrupted(self) -> int:
-        """Runs still 'running' from a process that died are marked so; their staging is removed."""
+        """Runs still 'running' from a process that died are marked so; their staging is removed.
+
+        A run whose process is still alive (a retrain under way in the admin app) is left alone.
+        """
         with self.sessions.begin() as session:
-            ids = list(session.scalars(select(TrainingRun.id).where(TrainingRun.status == "running")))
+            running = session.execute(select(TrainingRun.id, TrainingRun.params).where(TrainingRun.status == "running")).all()
+            ids = [run_id for run_id, params in running if owner_gone((params or {}).get("owner"))]
             session.execute(
                 update(TrainingRun).where(TrainingRun.id.in_(ids)).values(status="interrupted", finished_at=utcnow())
             )

@@ -10,6 +10,7 @@ one is complete; a cancel or failure leaves them untouched.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 CLIP = "clip"  # kiosk.clip_training.NAME, kept here so importing this module stays free of torch
 
+
+log = logging.getLogger(__name__)
 
 class RetrainCancelled(KioskError):
     """The operator cancelled; the model in force is unchanged."""
@@ -71,6 +74,8 @@ def retrain(
     report = progress or (lambda _p: None)
     stop = cancel or threading.Event()
     registry = ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir)
+    if abandoned := registry.abandon_interrupted():  # a retrain killed mid-way leaves its row 'running'
+        log.warning("%d interrupted retrain(s) marked as such and their half-made files removed", abandoned)
     samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
     if not samples:
         raise KioskError("nobody is enrolled: run `kiosk enroll NAME PHOTOS...` first")

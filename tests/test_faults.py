@@ -275,3 +275,17 @@ def test_full_disk_is_reported_and_nothing_committed_is_lost(small_home: Path, t
     assert reasons.count("before") + reasons.count("during") == committed and reasons[-1] == "after"
     ctx.engine.dispose()
     healthy(home / "kiosk.db")
+
+
+def test_a_retrain_still_running_elsewhere_is_not_abandoned(small_home: Path, tmp_path: Path) -> None:
+    """Only runs whose process is gone are abandoned; a live retrain (this process) is left alone."""
+    from kiosk.model_registry import ModelRegistry
+
+    ctx = KioskContext(make_settings(copy_home(small_home, tmp_path / "home")))
+    registry = ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir)
+    live = registry.start("face", {})
+    staging = registry.staging_dir(live)
+    assert registry.abandon_interrupted() == 0
+    assert staging.exists()
+    with ctx.sessions() as s:
+        assert s.get_one(TrainingRun, live).status == "running"
