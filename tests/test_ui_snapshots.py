@@ -88,8 +88,10 @@ def test_samples(snap_compare, home: Path, detector, embedder, size) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_enrol_files(snap_compare, home: Path, detector, embedder, size) -> None:
+def test_enrol_files(snap_compare, home: Path, detector, embedder, size, monkeypatch: pytest.MonkeyPatch) -> None:
     newcomer = dev_people()[5]
+    # Relative paths typed from the data folder: the picture must not depend on where the checkout lives.
+    monkeypatch.chdir(newcomer.parent.parent)
 
     async def enrol(pilot) -> None:
         await pilot.press("e")
@@ -97,7 +99,7 @@ def test_enrol_files(snap_compare, home: Path, detector, embedder, size) -> None
         screen = pilot.app.screen
         screen.query_one("#enrol-name", Input).value = "Newcomer"
         files = [*photos(newcomer)[:2], photos(demo_people()[0])[0], newcomer / "missing.jpg"]
-        screen.query_one("#enrol-paths", Input).value = " ".join(str(f) for f in files)
+        screen.query_one("#enrol-paths", Input).value = " ".join(str(f.relative_to(Path.cwd())) for f in files)
         screen.query_one("#enrol-paths", Input).focus()
         await pilot.press("enter")
         await wait_until(pilot, lambda: "Retrain" in str(screen.query_one("#enrol-summary").render()))
