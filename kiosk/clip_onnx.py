@@ -10,7 +10,10 @@ the encoder key in its metadata, so it is used without the torch model.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -18,7 +21,10 @@ import cv2
 import numpy as np
 
 from kiosk.clip_model import ClipModel
+from kiosk.errors import KioskError
 from kiosk.onnx_runtime import available_providers, session_options
+
+log = logging.getLogger(__name__)
 
 OPSET = 17
 
@@ -88,3 +94,22 @@ class OnnxImageTower:
         rgb = np.stack(sized)[..., ::-1].astype(np.float32) / 255.0
         batch = np.ascontiguousarray(((rgb - self.mean) / self.std).transpose(0, 3, 1, 2))
         return self.session.run(["features"], {"image": batch})[0]
+
+
+def onnx_image_tower(clip: ClipModel, folder: Path, providers: list[str], threads: int = 0) -> OnnxImageTower:
+    """The tower for these weights from ``folder``, exported there first if it is not there yet.
+
+    One file per encoder key (architecture + weights checksum), so new weights get a new
+    export and old ones are never used by mistake. The export is written beside the final
+    name and renamed into place, so an interrupted export is redone rather than loaded.
+    """
+    path = folder / f"clip-image-{hashlib.sha256(clip.encoder_key.encode()).hexdigest()[:16]}.onnx"
+    if not path.exists():
+        log.info("exporting CLIP's image tower (%s) to %s, once for these weights", clip.name, path)
+        partial = path.with_suffix(".partial")
+        export_image_tower(clip, partial)
+        os.replace(partial, path)
+    tower = OnnxImageTower(path, providers, threads)
+    if tower.encoder_key != clip.encoder_key:
+        raise KioskError(f"{path} holds the tower of {tower.encoder_key}, not {clip.encoder_key}")
+    return tower

@@ -105,6 +105,17 @@ class RecognitionConfig(Section):
         description="Hybrid: faces the face verifier puts below this probability are refused without running "
         "CLIP (exact, since the hybrid needs both to clear the threshold); must not exceed the threshold.",
     )
+    hybrid_clip_refresh_frames: int = Field(
+        10,
+        ge=1,
+        description="Hybrid at the door: CLIP's answer for a face track is reused for up to this many frames while "
+        "the face verifier (run on every frame) keeps naming the same person; 1 runs CLIP on every frame.",
+    )
+    clip_runtime: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="How CLIP's frozen image tower runs when recognising: onnx = exported once per weights under "
+        "the data directory and run by onnxruntime (faster on a small CPU), torch = eager open_clip.",
+    )
 
     @model_validator(mode="after")
     def _gate_below_threshold(self) -> "RecognitionConfig":

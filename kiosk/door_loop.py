@@ -84,16 +84,20 @@ class DoorLoop:
                 for size in ALIGN_SIZES.get(recogniser.name, (ARCFACE_SIZE, CLIP_SIZE)):
                     crop.at(size)
         result.crops = crops
-        with times.measure("recognise"):
-            result.predictions = recogniser.predict(crops, top_k=3) if crops else []
-        with times.measure("decide"):
+        with times.measure("decide"):  # tracking first: a recogniser may reuse work per track
             update = self.tracker.update([f.box for f in faces])
             result.track_ids, result.ended = update.ids, update.ended
+        with times.measure("recognise"):
+            result.predictions = recogniser.predict_tracked(crops, update.ids, top_k=3) if crops else []
+            recogniser.forget_tracks(update.ended)
+        with times.measure("decide"):
             observations = [Observation(t, p, i) for i, (t, p) in enumerate(zip(update.ids, result.predictions))]
             result.verdicts = self.policy.decide(observations, monotonic, now, update.ended)
         times.frames += 1
         return result
 
-    def lose_everyone(self, monotonic: float, now: datetime) -> list[Verdict]:
+    def lose_everyone(self, recogniser: Recogniser, monotonic: float, now: datetime) -> list[Verdict]:
         """The camera dropped out: whoever comes back into view is a new visit."""
-        return self.policy.decide([], monotonic, now, self.tracker.reset())
+        ended = self.tracker.reset()
+        recogniser.forget_tracks(ended)
+        return self.policy.decide([], monotonic, now, ended)

@@ -182,7 +182,7 @@ class DoorService:
                         log.info("camera replay finished")
                         break
                     if camera_was_ok and self.camera.state != "ok":
-                        for verdict in self.loop.lose_everyone(self.clock.monotonic(), self.clock.now()):
+                        for verdict in self.loop.lose_everyone(self._selection.recogniser, self.clock.monotonic(), self.clock.now()):
                             self._act(verdict, None, None)
                         self._track_labels.clear()
                         self.notifier.status(f"camera {self.camera.state}: {self.camera.description}")

@@ -17,10 +17,20 @@ The face verifier runs first. A face it puts below ``gate`` cannot clear any thr
 above the gate (min(P_clip, P_face) <= P_face), so CLIP is not run for it and it is refused
 with probability 0: strangers and passers-by cost no CLIP inference. The configuration keeps
 the gate at or below the threshold, which makes the shortcut exact.
+
+At the door, faces come with their track (one person's visit), and CLIP's answer for a
+track is reused for up to ``clip_refresh_frames`` frames while the face verifier, run on
+every frame, keeps naming the person it named when CLIP last ran. CLIP is the expensive
+model (RN50: tens of milliseconds a face on a small CPU, against about one for the
+verifier), and a person standing at the door does not change between frames; the verifier
+still has to clear the threshold on every frame the decision policy counts, and a track
+whose verifier answer changes (someone else stepped into the box) is put to CLIP again at
+once. `predict` (identify, evaluation) never reuses anything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kiosk.clip_recognizer import ClipRecogniser
@@ -47,16 +57,27 @@ class HybridPrediction(Prediction):
         return out
 
 
+@dataclass
+class _ClipAnswer:
+    """CLIP's prediction kept for one track, with the verifier's person at the time."""
+
+    prediction: Prediction
+    face_person: str | None
+    served: int = 1  # frames it has answered, counting the one it was computed on
+
+
 class HybridRecogniser(Recogniser):
     """model_version is the CLIP version; the face version is in each prediction's parts."""
 
     name = NAME
 
-    def __init__(self, clip: ClipRecogniser, face: FaceRecogniser, gate: float = 0.0):
+    def __init__(self, clip: ClipRecogniser, face: FaceRecogniser, gate: float = 0.0, clip_refresh_frames: int = 1):
         self.clip = clip
         self.face = face
         self.gate = gate
+        self.clip_refresh_frames = clip_refresh_frames
         self.model_version = clip.model_version
+        self._by_track: dict[int, _ClipAnswer] = {}
 
     @property
     def people(self) -> list[str]:
@@ -65,10 +86,34 @@ class HybridRecogniser(Recogniser):
         return [p for p in self.clip.people if p in known]
 
     def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
+        return self._predict(faces, [None] * len(faces), top_k)
+
+    def predict_tracked(self, faces: list[FaceCrops], tracks: Sequence[int], top_k: int = 5) -> list[Prediction]:
+        return self._predict(faces, list(tracks), top_k)
+
+    def forget_tracks(self, ended: Sequence[int]) -> None:
+        for track in ended:
+            self._by_track.pop(track, None)
+
+    def _predict(self, faces: list[FaceCrops], tracks: list[int | None], top_k: int) -> list[Prediction]:
         everyone = max(len(self.clip.people), len(self.face.people))
         face_preds = self.face.predict(faces, top_k=everyone)
-        worth = [i for i, f in enumerate(face_preds) if f.probability >= self.gate]
-        clip_preds = dict(zip(worth, self.clip.predict([faces[i] for i in worth], top_k=everyone)))
+        clip_preds: dict[int, Prediction] = {}
+        fresh: list[int] = []
+        for i, (face, track) in enumerate(zip(face_preds, tracks)):
+            if face.probability < self.gate:
+                continue
+            kept = self._by_track.get(track) if track is not None else None
+            if kept is not None and kept.face_person == face.person and kept.served < self.clip_refresh_frames:
+                kept.served += 1
+                clip_preds[i] = kept.prediction
+            else:
+                fresh.append(i)
+        for i, answer in zip(fresh, self.clip.predict([faces[i] for i in fresh], top_k=everyone)):
+            clip_preds[i] = answer
+            track = tracks[i]
+            if track is not None:
+                self._by_track[track] = _ClipAnswer(answer, face_preds[i].person)
         return [
             self.combine(clip_preds[i], f, top_k) if i in clip_preds else self.gated(f, top_k)
             for i, f in enumerate(face_preds)

@@ -1,4 +1,4 @@
-"""The one place that decides which onnxruntime execution providers a model session gets."""
+"""The one place that decides how an onnxruntime session runs: its execution providers and options."""
 
 from __future__ import annotations
 
@@ -25,4 +25,8 @@ def session_options(threads: int = 0) -> onnxruntime.SessionOptions:
     opts = onnxruntime.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
+    # The door runs several sessions in turn (SCRFD, MobileFaceNet, CLIP) on a few cores. A pool
+    # that spins after its run keeps those cores busy while the next session needs them:
+    # bench/door_latency.py went from 11 to 20 fps for CLIP on every face with spinning off.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts

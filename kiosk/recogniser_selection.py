@@ -59,9 +59,7 @@ def load_recogniser(ctx: KioskContext) -> Selection:
         clip = _demanded_clip(ctx, wanted, notes)
         return Selection(clip, _noted(f"clip recogniser v{clip.model_version} ({len(clip.people)} people): configured 'clip'", notes))
     if wanted == "hybrid":
-        from kiosk.hybrid_recognizer import HybridRecogniser
-
-        hybrid = HybridRecogniser(_demanded_clip(ctx, wanted, notes), _load_face(ctx, notes), ctx.settings.recognition.hybrid_gate)
+        hybrid = _hybrid(ctx, _demanded_clip(ctx, wanted, notes), _load_face(ctx, notes))
         return Selection(hybrid, _noted(_hybrid_reason(hybrid, "configured 'hybrid'"), notes))
     face = _load_face(ctx, notes)
     try:
@@ -72,14 +70,19 @@ def load_recogniser(ctx: KioskContext) -> Selection:
             face,
             _noted(f"face recogniser v{face.model_version} ({len(face.people)} people): configured 'auto', CLIP unavailable ({exc})", notes),
         )
-    from kiosk.hybrid_recognizer import HybridRecogniser
-
-    hybrid = HybridRecogniser(clip, face, ctx.settings.recognition.hybrid_gate)
+    hybrid = _hybrid(ctx, clip, face)
     return Selection(hybrid, _noted(_hybrid_reason(hybrid, "configured 'auto' and both models loaded"), notes))
 
 
 def _noted(reason: str, notes: list[str]) -> str:
     return "; ".join([reason, *notes])
+
+
+def _hybrid(ctx: KioskContext, clip: Recogniser, face: Recogniser) -> HybridRecogniser:
+    from kiosk.hybrid_recognizer import HybridRecogniser
+
+    recognition = ctx.settings.recognition
+    return HybridRecogniser(clip, face, recognition.hybrid_gate, recognition.hybrid_clip_refresh_frames)  # type: ignore[arg-type]
 
 
 def _hybrid_reason(hybrid: HybridRecogniser, why: str) -> str:
@@ -118,11 +121,15 @@ def _demanded_clip(ctx: KioskContext, wanted: str, notes: list[str]) -> Recognis
 def _load_clip(ctx: KioskContext, notes: list[str]) -> Recogniser:
     """The CLIP version in force over the configured weights; KioskError (one line) if unusable."""
     from kiosk.clip_model import ClipModel
-    from kiosk.clip_recognizer import ClipRecogniser
+    from kiosk.clip_onnx import onnx_image_tower
+    from kiosk.clip_recognizer import ClipRecogniser, ImageEncoder
 
     clip = ClipModel.from_settings(ctx.settings.models)
     found = _intact(ctx, CLIP, notes)
     if found is None:
         raise KioskError("no CLIP model has been trained yet: run `kiosk retrain`")
     run, path = found
-    return apply_calibration(ctx, ClipRecogniser.load(path, clip, run.id))
+    encoder: ImageEncoder = clip
+    if ctx.settings.recognition.clip_runtime == "onnx":
+        encoder = onnx_image_tower(clip, ctx.settings.artifacts_dir / "clip-image", ctx.settings.models.onnx_providers)
+    return apply_calibration(ctx, ClipRecogniser.load(path, encoder, run.id))

@@ -8,6 +8,7 @@ interface only, so CLIP, the face embedder and their hybrid are interchangeable.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -91,6 +92,13 @@ class Recogniser(ABC):
     @abstractmethod
     def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
         """One Prediction per face, in order."""
+
+    def predict_tracked(self, faces: list[FaceCrops], tracks: Sequence[int], top_k: int = 5) -> list[Prediction]:
+        """As predict, for the door's faces with their track ids: a recogniser may reuse work per track."""
+        return self.predict(faces, top_k)
+
+    def forget_tracks(self, ended: Sequence[int]) -> None:
+        """These visits are over: drop anything kept for them (nothing, unless predict_tracked keeps it)."""
 
 
 class MatrixRecogniser(Recogniser):

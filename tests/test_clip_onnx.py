@@ -35,3 +35,28 @@ def test_onnx_image_tower_matches_torch(tiny_weights: Path, tmp_path: Path, dete
     assert onnx_feats.shape == torch_feats.shape == (3, 32)
     assert float(np.abs(onnx_feats - torch_feats).max()) < 1e-5
     assert not np.allclose(onnx_feats[0], onnx_feats[1])  # really different faces, not a constant output
+
+
+def test_door_loads_the_onnx_tower_exported_once_and_decides_as_torch(clip_trained_home: Path, tiny_weights: Path, tmp_path: Path, detector, embedder) -> None:
+    from conftest import copy_home
+    from kiosk.recogniser_selection import load_recogniser
+    from tiny_clip import clip_settings, context
+
+    home = copy_home(clip_trained_home, tmp_path / "home")
+    settings = clip_settings(home, tiny_weights, recogniser="clip")
+    image = read_image(photos(sorted(p for p in DEV.iterdir() if p.is_dir())[0])[-1])
+    crops = [FaceCrops(image, primary_face(detector.detect(image).faces, image.shape).keypoints)]
+
+    onnx = load_recogniser(context(settings, detector, embedder)).recogniser
+    assert isinstance(onnx.clip, OnnxImageTower)
+    (exported,) = (home / "models" / "clip-image").glob("*.onnx")
+    stamp = exported.stat().st_mtime_ns
+    assert isinstance(load_recogniser(context(settings, detector, embedder)).recogniser.clip, OnnxImageTower)
+    assert exported.stat().st_mtime_ns == stamp  # the second load reuses the export
+
+    torch_settings = settings.model_copy(update={"recognition": settings.recognition.model_copy(update={"clip_runtime": "torch"})})
+    eager = load_recogniser(context(torch_settings, detector, embedder)).recogniser
+    assert isinstance(eager.clip, ClipModel)
+    (a,), (b,) = onnx.predict(crops, top_k=30), eager.predict(crops, top_k=30)
+    assert [c.person for c in a.top] == [c.person for c in b.top]
+    assert np.allclose([c.probability for c in a.top], [c.probability for c in b.top], atol=1e-5)
