@@ -1,6 +1,6 @@
 """Door loop timing on this CPU: per-frame time by stage, loop overhead, first frame -> relay pulse.
 
-Four variants run over the same replay (enrolled people's held-back photos, then strangers):
+Six variants run over the same replay (enrolled people's held-back photos, then strangers):
 
 - face:         SCRFD + MobileFaceNet face recogniser (real recognition);
 - hybrid-every: the real HybridRecogniser with CLIP's RN50 image tower on every face of every
@@ -12,7 +12,9 @@ Four variants run over the same replay (enrolled people's held-back photos, then
 - hybrid-gated: as hybrid-every with the gate (recognition.hybrid_gate): the tower runs only on
   faces the face verifier puts at or above it;
 - hybrid:       the configured hybrid (gate plus recognition.hybrid_clip_refresh_frames): CLIP's
-  answer for a face track is reused while the verifier keeps naming the same person.
+  answer for a face track is reused while the verifier keeps naming the same person;
+- every-int8, hybrid-int8: hybrid-every and hybrid with the tower quantised to int8
+  (recognition.clip_runtime = "onnx-int8", calibrated on the bench's stored crops).
 
 "Overhead" is everything in the loop but model inference (SCRFD, MobileFaceNet, RN50):
 camera read and JPEG decode, alignment, tracking and policy, event commits, status file,
@@ -131,9 +133,11 @@ def main() -> None:
     from kiosk.face_embedder import FaceEmbedder
     from kiosk.face_alignment import ARCFACE_SIZE, CLIP_SIZE
     from kiosk.face_detection import primary_face
+    from kiosk.clip_onnx import int8_image_tower
     from kiosk.hybrid_recognizer import HybridRecogniser
     from kiosk.images import read_image
     from kiosk.recognition import FaceCrops
+    from kiosk.samples import spread_crops
     from kiosk.recogniser_selection import Selection, load_recogniser
 
     with tempfile.TemporaryDirectory(prefix="door-latency-") as tmp:
@@ -149,7 +153,11 @@ def main() -> None:
         recognition = ctx.settings.recognition
         gate, refresh = recognition.hybrid_gate, recognition.hybrid_clip_refresh_frames
 
-        def hybrid(gate: float, refresh: int, what: str) -> Selection:
+        int8 = int8_image_tower(tower, lambda: spread_crops(ctx.sessions, ctx.settings.crops_dir), recognition.clip_int8_min_cosine, ["CPUExecutionProvider"], args.threads)
+        if int8 is tower:
+            sys.exit("the int8 RN50 tower strayed past recognition.clip_int8_min_cosine; nothing to compare")
+
+        def hybrid(gate: float, refresh: int, what: str, tower=tower) -> Selection:
             clip = timing_only_clip(tower, face.recogniser)
             return Selection(HybridRecogniser(clip, face.recogniser, gate, refresh), f"{what} (RN50 random weights, timing only)")
 
@@ -158,6 +166,8 @@ def main() -> None:
             ("hybrid-every", hybrid(0.0, 1, "CLIP on every face of every frame")),
             ("hybrid-gated", hybrid(gate, 1, f"CLIP where face p >= {gate}")),
             ("hybrid", hybrid(gate, refresh, f"gate {gate}, CLIP answer reused up to {refresh} frames per track")),
+            ("every-int8", hybrid(0.0, 1, "as hybrid-every, int8 tower", int8)),
+            ("hybrid-int8", hybrid(gate, refresh, "as hybrid, int8 tower", int8)),
         ]
         results = [run_variant(name, ctx, replay, selection, detector) for name, selection in variants]
         image = read_image(sorted(replay.iterdir())[0])
@@ -166,7 +176,9 @@ def main() -> None:
             "SCRFD detect (one frame)": alone_ms(lambda: detector.detect(image)),
             "MobileFaceNet (one face)": alone_ms(lambda: ctx.embedder.embed([crops.at(ARCFACE_SIZE)])),
             "RN50 image tower (one face)": alone_ms(lambda: tower.encode_images([crops.at(CLIP_SIZE)])),
+            "RN50 int8 (one face)": alone_ms(lambda: int8.encode_images([crops.at(CLIP_SIZE)])),
         }
+        int8_cosine = float(int8.meta["int8_min_cosine"])
 
     print(f"door loop, replay of {args.people} enrolled people (1 held-back photo each) + {args.strangers} strangers,")
     print(f"each still held 5 frames, 6 empty frames between; policy K=3 of N=5; onnxruntime {args.threads} threads; CPU, shared machine")
@@ -189,6 +201,7 @@ def main() -> None:
             )
         else:
             print(f"{r['name']:12} no grants")
+    print(f"int8 tower: smallest cosine to fp32 features over {int8.meta['int8_checked_on']} stored crops {int8_cosine:.5f} (random weights)")
     print("each model alone, median of 30 calls: " + ", ".join(f"{k} {v:.1f} ms" for k, v in alone.items()))
     print("targets: hybrid >= 20 fps; overhead < 20% of frame time; pulse within 300 ms of the first frame")
 

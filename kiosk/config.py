@@ -111,10 +111,19 @@ class RecognitionConfig(Section):
         description="Hybrid at the door: CLIP's answer for a face track is reused for up to this many frames while "
         "the face verifier (run on every frame) keeps naming the same person; 1 runs CLIP on every frame.",
     )
-    clip_runtime: Literal["onnx", "torch"] = Field(
+    clip_runtime: Literal["onnx", "onnx-int8", "torch"] = Field(
         "onnx",
         description="How CLIP's frozen image tower runs when recognising: onnx = exported once per weights under "
-        "the data directory and run by onnxruntime (faster on a small CPU), torch = eager open_clip.",
+        "the data directory and run by onnxruntime (faster on a small CPU); onnx-int8 = that export quantised to "
+        "int8 on the stored face crops (faster again on a CPU, not exact: see clip_int8_min_cosine); "
+        "torch = eager open_clip.",
+    )
+    clip_int8_min_cosine: float = Field(
+        0.99,
+        gt=0.0,
+        le=1.0,
+        description="onnx-int8 is used only if every checked stored crop's int8 features keep at least this cosine "
+        "to the fp32 features; otherwise the fp32 tower runs, with a warning.",
     )
 
     @model_validator(mode="after")

@@ -34,6 +34,12 @@ def load_samples(sessions: sessionmaker[Session], crops_dir: Path) -> list[Sampl
     return sorted(samples, key=lambda s: (s.person, s.sha256))
 
 
+def spread_crops(sessions: sessionmaker[Session], crops_dir: Path, limit: int = 64) -> list[np.ndarray]:
+    """Up to ``limit`` stored face crops spread evenly over everyone enrolled."""
+    samples = load_samples(sessions, crops_dir)
+    return [read_crop(s.crop_path) for s in samples[:: max(1, len(samples) // limit)][:limit]]
+
+
 def split_samples(samples: Sequence[Sample], validation_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """A deterministic per-person split: same seed and samples, same split, on any machine.
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 import pytest
 
@@ -60,3 +62,26 @@ def test_door_loads_the_onnx_tower_exported_once_and_decides_as_torch(clip_train
     (a,), (b,) = onnx.predict(crops, top_k=30), eager.predict(crops, top_k=30)
     assert [c.person for c in a.top] == [c.person for c in b.top]
     assert np.allclose([c.probability for c in a.top], [c.probability for c in b.top], atol=1e-5)
+
+
+@pytest.mark.parametrize(("min_cosine", "int8_used"), [(0.9, True), (1.0, False)])
+def test_int8_tower_quantised_on_stored_crops_and_bounded(
+    clip_trained_home: Path, tiny_weights: Path, tmp_path: Path, detector, embedder, caplog: pytest.LogCaptureFixture, min_cosine: float, int8_used: bool
+) -> None:
+    import logging
+
+    from conftest import copy_home
+    from kiosk.recogniser_selection import load_recogniser
+    from tiny_clip import clip_settings, context
+
+    home = copy_home(clip_trained_home, tmp_path / "home")
+    settings = clip_settings(home, tiny_weights, recogniser="clip")
+    recognition = settings.recognition.model_copy(update={"clip_runtime": "onnx-int8", "clip_int8_min_cosine": min_cosine})
+    with caplog.at_level(logging.WARNING):
+        tower = load_recogniser(context(settings.model_copy(update={"recognition": recognition}), detector, embedder)).recogniser.clip
+    (int8,) = (home / "models" / "clip-image").glob("*-int8.onnx")
+    measured = float(json.loads(onnx.load(str(int8)).metadata_props[-1].value)["int8_min_cosine"])
+    assert 0.9 < measured < 1.0  # int8 is close to fp32 on real faces, and not exact
+    assert (tower.path == int8) is int8_used
+    strayed = [r for r in caplog.records if "strays" in r.getMessage()]
+    assert len(strayed) == (0 if int8_used else 1)
