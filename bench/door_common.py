@@ -60,3 +60,39 @@ def mock_relay():
     from kiosk.door_relay import build_relay
 
     return build_relay(DoorConfig(pin_factory="mock", pulse_seconds=0.5))
+
+
+def rn50_tower(folder: Path, threads: int):
+    """open_clip's RN50 image tower with random weights, exported and loaded as the kiosk does."""
+    import open_clip
+
+    from kiosk.clip_model import ClipModel
+    from kiosk.clip_onnx import onnx_image_tower
+
+    clip = ClipModel(open_clip.create_model("RN50", pretrained=None), "RN50", "random-weights-timing-only", open_clip.get_tokenizer("RN50"))
+    return onnx_image_tower(clip, folder, ["CPUExecutionProvider"], threads)
+
+
+def timing_only_clip(tower, face):
+    """A CLIP part that runs the real tower on each face, then answers with the face recogniser.
+
+    Named plainly so no figure from it is mistaken for CLIP recognition: the features are discarded.
+    """
+    from kiosk.face_alignment import CLIP_SIZE
+    from kiosk.recognition import Prediction, Recogniser
+
+    class TimingOnlyClip(Recogniser):
+        name = "clip"
+        model_version = face.model_version
+        encoded = 0
+
+        @property
+        def people(self) -> list[str]:
+            return face.people
+
+        def predict(self, faces, top_k=5):
+            tower.encode_images([f.at(CLIP_SIZE) for f in faces])
+            self.encoded += len(faces)
+            return [Prediction(self.name, p.model_version, p.top) for p in face.predict(faces, top_k)]
+
+    return TimingOnlyClip()

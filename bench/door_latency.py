@@ -35,20 +35,9 @@ import threading
 import time
 from pathlib import Path
 
-from door_common import enrolled_home, mock_relay, replay_folder
+from door_common import enrolled_home, mock_relay, replay_folder, rn50_tower, timing_only_clip
 
 import numpy as np
-
-
-def rn50_tower(folder: Path, threads: int):
-    """open_clip's RN50 image tower with random weights, exported and loaded as the kiosk does."""
-    import open_clip
-
-    from kiosk.clip_model import ClipModel
-    from kiosk.clip_onnx import onnx_image_tower
-
-    clip = ClipModel(open_clip.create_model("RN50", pretrained=None), "RN50", "random-weights-timing-only", open_clip.get_tokenizer("RN50"))
-    return onnx_image_tower(clip, folder, ["CPUExecutionProvider"], threads)
 
 
 def alone_ms(run, repeats: int = 30) -> float:
@@ -61,31 +50,6 @@ def alone_ms(run, repeats: int = 30) -> float:
         run()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
-
-
-def timing_only_clip(tower, face):
-    """A CLIP part that runs the real tower on each face, then answers with the face recogniser.
-
-    Named plainly so no figure from it is mistaken for CLIP recognition: the features are discarded.
-    """
-    from kiosk.face_alignment import CLIP_SIZE
-    from kiosk.recognition import Prediction, Recogniser
-
-    class TimingOnlyClip(Recogniser):
-        name = "clip"
-        model_version = face.model_version
-        encoded = 0
-
-        @property
-        def people(self) -> list[str]:
-            return face.people
-
-        def predict(self, faces, top_k=5):
-            tower.encode_images([f.at(CLIP_SIZE) for f in faces])
-            self.encoded += len(faces)
-            return [Prediction(self.name, p.model_version, p.top) for p in face.predict(faces, top_k)]
-
-    return TimingOnlyClip()
 
 
 def run_variant(name: str, ctx, replay: Path, selection, detector) -> dict[str, object]:

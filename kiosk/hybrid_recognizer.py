@@ -91,6 +91,11 @@ class HybridRecogniser(Recogniser):
     def predict_tracked(self, faces: list[FaceCrops], tracks: Sequence[int], top_k: int = 5) -> list[Prediction]:
         return self._predict(faces, list(tracks), top_k)
 
+    @property
+    def remembered_tracks(self) -> int:
+        """Tracks holding a CLIP answer: bounded by the faces in view (the soak checks it)."""
+        return len(self._by_track)
+
     def forget_tracks(self, ended: Sequence[int]) -> None:
         for track in ended:
             self._by_track.pop(track, None)

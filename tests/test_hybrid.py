@@ -184,4 +184,4 @@ def test_door_loop_reuses_clip_within_a_visit_and_forgets_it_after(enrolled_dev,
     assert clip.asked == 3  # frames 1, 4 and 7 of the visit, not all 7
     granted = [v for v in verdicts if v.granted]
     assert [v.person for v in granted] == [name] and granted[0].recogniser == "hybrid"
-    assert hybrid._by_track == {}  # the visit ended: nothing kept for it
+    assert hybrid.remembered_tracks == 0  # the visit ended: nothing kept for it
