@@ -22,13 +22,16 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from kiosk.clip_model import ClipModel
 from kiosk.errors import KioskError
 from kiosk.onnx_runtime import available_providers, session_options
+
+if TYPE_CHECKING:
+    from kiosk.clip_model import ClipModel  # torch: only the export needs it, and is handed one
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,19 @@ class OnnxImageTower:
         if not crops:
             return np.zeros((0, 0), dtype=np.float32)
         return self.session.run(["features"], {"image": self.inputs(crops)})[0]
+
+
+def towers_folder(artifacts_dir: Path) -> Path:
+    """Where the exported (and quantised) image towers live, beside the model versions."""
+    return artifacts_dir / "clip-image"
+
+
+def forget_int8_towers(artifacts_dir: Path) -> int:
+    """Delete the int8 towers: they were calibrated on stored crops, so an erasure takes them too."""
+    towers = list(towers_folder(artifacts_dir).glob("*-int8.onnx"))
+    for path in towers:
+        path.unlink(missing_ok=True)
+    return len(towers)
 
 
 def onnx_image_tower(clip: ClipModel, folder: Path, providers: list[str], threads: int = 0) -> OnnxImageTower:

@@ -3,7 +3,8 @@
 What goes: their samples and cached features (database rows, cascade), their crops, the
 thumbnails of their door events, and every model artifact that may hold them, meaning every
 version trained since they were enrolled (a face model's template, a CLIP model's fine-tuned
-prompt). The face model is rebuilt at once without them from the cached features of
+prompt), and the int8 CLIP image towers, whose quantisation was calibrated on stored crops.
+The face model is rebuilt at once without them from the cached features of
 everyone else (seconds), before the old artifacts go, so the door keeps recognising the
 others; other recognisers (CLIP) stay out of force until the next `kiosk retrain`. Deleted
 rows are overwritten in the database file (``secure_delete``) and the WAL is checkpointed
@@ -25,6 +26,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from db.models import Person, TrainingRun, utcnow
+from kiosk.clip_onnx import forget_int8_towers
 from kiosk.context import KioskContext
 from kiosk.enrollment import remove_identity
 from kiosk.errors import KioskError
@@ -67,6 +69,8 @@ def forget_person(ctx: KioskContext, name: str, actor: str = "cli", progress: Ca
         # the door then runs an older model without them, or none, and refuses rather than knows them.
         with ctx.sessions.begin() as session:
             report.erased_versions = _erase_artifacts(session, registry, enrolled_since, report.rebuilt_face_version)
+        if forget_int8_towers(ctx.settings.artifacts_dir):
+            report.erased_versions.append("clip int8 image tower")
         say(f"deleted model artifacts that held them: {', '.join(report.erased_versions) or 'none'}")
         report.wal_cleared = _truncate_wal(ctx)
     return report

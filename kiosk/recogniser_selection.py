@@ -121,7 +121,7 @@ def _demanded_clip(ctx: KioskContext, wanted: str, notes: list[str]) -> Recognis
 def _load_clip(ctx: KioskContext, notes: list[str]) -> Recogniser:
     """The CLIP version in force over the configured weights; KioskError (one line) if unusable."""
     from kiosk.clip_model import ClipModel
-    from kiosk.clip_onnx import int8_image_tower, onnx_image_tower
+    from kiosk.clip_onnx import int8_image_tower, onnx_image_tower, towers_folder
     from kiosk.clip_recognizer import ClipRecogniser, ImageEncoder
     from kiosk.samples import spread_crops
 
@@ -133,7 +133,7 @@ def _load_clip(ctx: KioskContext, notes: list[str]) -> Recogniser:
     recognition, providers = ctx.settings.recognition, ctx.settings.models.onnx_providers
     encoder: ImageEncoder = clip
     if recognition.clip_runtime != "torch":
-        tower = onnx_image_tower(clip, ctx.settings.artifacts_dir / "clip-image", providers)
+        tower = onnx_image_tower(clip, towers_folder(ctx.settings.artifacts_dir), providers)
         if recognition.clip_runtime == "onnx-int8":
             tower = int8_image_tower(tower, lambda: spread_crops(ctx.sessions, ctx.settings.crops_dir), recognition.clip_int8_min_cosine, providers)
         encoder = tower

@@ -85,3 +85,21 @@ def test_int8_tower_quantised_on_stored_crops_and_bounded(
     assert (tower.path == int8) is int8_used
     strayed = [r for r in caplog.records if "strays" in r.getMessage()]
     assert len(strayed) == (0 if int8_used else 1)
+
+
+def test_erasing_a_person_deletes_the_int8_towers_calibrated_on_stored_crops(clip_trained_home: Path, tiny_weights: Path, tmp_path: Path, detector, embedder) -> None:
+    from conftest import copy_home
+    from kiosk.erasure import forget_person
+    from kiosk.recogniser_selection import load_recogniser
+    from tiny_clip import clip_settings, context
+
+    home = copy_home(clip_trained_home, tmp_path / "home")
+    settings = clip_settings(home, tiny_weights, recogniser="clip")
+    settings = settings.model_copy(update={"recognition": settings.recognition.model_copy(update={"clip_runtime": "onnx-int8", "clip_int8_min_cosine": 0.9})})
+    ctx = context(settings, detector, embedder)
+    load_recogniser(ctx)
+    towers = home / "models" / "clip-image"
+    assert len(list(towers.glob("*-int8.onnx"))) == 1
+    report = forget_person(ctx, sorted(p.name for p in DEV.iterdir() if p.is_dir())[0])
+    assert "clip int8 image tower" in report.erased_versions
+    assert not list(towers.glob("*-int8.onnx")) and len(list(towers.glob("*.onnx"))) == 1  # the fp32 export holds nobody
