@@ -73,6 +73,7 @@ class ClipModel:
         self.mean = np.asarray(cfg["mean"], dtype=np.float32)
         self.std = np.asarray(cfg["std"], dtype=np.float32)
         self.encoder_key = f"clip:{name}:{weights_id}"
+        self.runtime = "torch"  # as OnnxImageTower.runtime: said in the door's start-up reason
 
     @classmethod
     def from_settings(cls, models: ModelPaths) -> ClipModel:

@@ -97,6 +97,7 @@ class OnnxImageTower:
         self.image_size = int(meta["size"])
         self.mean = np.asarray(meta["mean"], dtype=np.float32)
         self.std = np.asarray(meta["std"], dtype=np.float32)
+        self.runtime = "onnx-int8" if "int8_min_cosine" in meta else "onnx"  # said in the door's start-up reason
 
     def inputs(self, crops: list[np.ndarray]) -> np.ndarray:
         """Crops (BGR, uint8) as the tower's input: resized, RGB, CLIP-normalised, NCHW."""

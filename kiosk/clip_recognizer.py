@@ -23,6 +23,7 @@ class ImageEncoder(Protocol):
     """CLIP's frozen image tower: kiosk.clip_model.ClipModel (torch) or kiosk.clip_onnx.OnnxImageTower."""
 
     encoder_key: str
+    runtime: str  # torch, onnx or onnx-int8
 
     def encode_images(self, crops: list[np.ndarray]) -> np.ndarray: ...
 

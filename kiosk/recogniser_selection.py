@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from calibration.fitting import apply_calibration
+from calibration.fitting import apply_calibration, uncalibrated
 from kiosk.context import KioskContext
 from kiosk.errors import KioskError
 from kiosk.face_recognizer import NAME as FACE, FaceRecogniser
@@ -57,7 +57,7 @@ def load_recogniser(ctx: KioskContext) -> Selection:
         return Selection(face, _noted(f"face recogniser v{face.model_version} ({len(face.people)} people): configured 'face'", notes))
     if wanted == CLIP:
         clip = _demanded_clip(ctx, wanted, notes)
-        return Selection(clip, _noted(f"clip recogniser v{clip.model_version} ({len(clip.people)} people): configured 'clip'", notes))
+        return Selection(clip, _noted(f"clip recogniser v{clip.model_version} on {_tower(clip)} ({len(clip.people)} people): configured 'clip'", notes))
     if wanted == "hybrid":
         hybrid = _hybrid(ctx, _demanded_clip(ctx, wanted, notes), _load_face(ctx, notes))
         return Selection(hybrid, _noted(_hybrid_reason(hybrid, "configured 'hybrid'"), notes))
@@ -85,9 +85,17 @@ def _hybrid(ctx: KioskContext, clip: Recogniser, face: Recogniser) -> HybridReco
     return HybridRecogniser(clip, face, recognition.hybrid_gate, recognition.hybrid_clip_refresh_frames)  # type: ignore[arg-type]
 
 
+def _tower(clip: Recogniser) -> str:
+    """How CLIP's image tower runs (torch, onnx, onnx-int8): int8 may have been refused for fp32."""
+    from kiosk.clip_recognizer import ClipRecogniser
+
+    inner = uncalibrated(clip)
+    return inner.clip.runtime if isinstance(inner, ClipRecogniser) else "?"
+
+
 def _hybrid_reason(hybrid: HybridRecogniser, why: str) -> str:
     clip, face = hybrid.clip.model_version, hybrid.face.model_version
-    return f"hybrid recogniser (clip v{clip} + face v{face}, {len(hybrid.people)} people): {why}"
+    return f"hybrid recogniser (clip v{clip} on {_tower(hybrid.clip)} + face v{face}, {len(hybrid.people)} people): {why}"
 
 
 def _intact(ctx: KioskContext, recogniser: str, notes: list[str]) -> tuple[TrainingRun, Path] | None:

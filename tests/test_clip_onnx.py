@@ -83,6 +83,7 @@ def test_int8_tower_quantised_on_stored_crops_and_bounded(
     measured = float(json.loads(onnx.load(str(int8)).metadata_props[-1].value)["int8_min_cosine"])
     assert 0.9 < measured < 1.0  # int8 is close to fp32 on real faces, and not exact
     assert (tower.path == int8) is int8_used
+    assert tower.runtime == ("onnx-int8" if int8_used else "onnx")
     strayed = [r for r in caplog.records if "strays" in r.getMessage()]
     assert len(strayed) == (0 if int8_used else 1)
 

@@ -69,6 +69,7 @@ def test_auto_with_weights_and_a_trained_version_is_hybrid(clip_trained_home: Pa
     selection = load_recogniser(ctx)
     assert selection.recogniser.name == "hybrid"
     assert selection.reason.startswith("hybrid recogniser (clip v") and "both models loaded" in selection.reason
+    assert " on onnx + face v" in selection.reason  # the default runtime, said at start-up
     assert len(selection.recogniser.people) == 30
 
 
