@@ -23,8 +23,10 @@ from kiosk.face_tracker import FaceTracker
 from kiosk.recognition import FaceCrops, Prediction, Recogniser
 
 STAGES = ("decode", "detect", "align", "recognise", "decide", "store")
-# The aligned sizes each recogniser reads, made here so alignment is timed as its own stage.
-ALIGN_SIZES: dict[str, tuple[int, ...]] = {"face": (ARCFACE_SIZE,), "clip": (CLIP_SIZE,), "hybrid": (ARCFACE_SIZE, CLIP_SIZE)}
+# The aligned sizes each recogniser reads on every face, made here so alignment is timed as its
+# own stage. The hybrid's CLIP crop is left to FaceCrops.at(), made only on the faces CLIP runs
+# on (past the gate, once per track's refresh), so it is timed with recognition.
+ALIGN_SIZES: dict[str, tuple[int, ...]] = {"face": (ARCFACE_SIZE,), "clip": (CLIP_SIZE,), "hybrid": (ARCFACE_SIZE,)}
 
 
 class StageTimes:
