@@ -10,7 +10,7 @@ has 10 samples, 8 in training (the 80/20 split), so an epoch is ceil(8 N / batch
 Variants, each run in its own subprocess so its peak RSS (ru_maxrss) is its own:
   paper   77-token prompts, every person's prompt re-encoded with the autograd graph for
           every batch of 16 (the seed paper's loop);
-  kiosk   kiosk/clip_training.py as shipped: prompts cut to the longest, text features once
+  kiosk   kiosk/training/clip_fine_tune.py as shipped: prompts cut to the longest, text features once
           per step without a graph, gradient-cached backward chunk by chunk; batch 16;
   kiosk-large  the same with training.large_batch_size images per step.
 A step's text-tower work is the same whatever the batch size (every prompt is encoded each
@@ -54,7 +54,7 @@ def peak_rss_gib() -> float:
 def load_rn50_random():  # noqa: ANN201 - torch types imported lazily
     import open_clip
 
-    from kiosk.clip_model import ClipModel
+    from kiosk.recognition.clip_model import ClipModel
 
     model = open_clip.create_model("RN50")  # random init: no weights are loaded anywhere here
     return ClipModel(model, "RN50", "random-weights", open_clip.get_tokenizer("RN50"))
@@ -75,7 +75,7 @@ class Stop(Exception):
 def child_kiosk(people: int, batch: int, steps: int) -> dict[str, object]:
     import numpy as np
 
-    from kiosk.clip_training import class_prompts, fine_tune
+    from kiosk.training.clip_fine_tune import class_prompts, fine_tune
     from kiosk.config import TrainingConfig
 
     clip = load_rn50_random()

@@ -28,8 +28,8 @@ def enrolled_home(home: Path, people: int, per_person: int = 12, **settings_over
     """A KioskContext on ``home`` with the first ``people`` DEV people enrolled and a face model."""
     from kiosk.config import ModelPaths, Settings
     from kiosk.context import KioskContext
-    from kiosk.enrollment import Enroller
-    from kiosk.retraining import retrain
+    from kiosk.admin.enrolment import Enroller
+    from kiosk.training.retrain import retrain
 
     settings = Settings(home=home, models=ModelPaths(detector=DETECTOR, embedder=EMBEDDER), **settings_overrides)
     ctx = KioskContext(settings)
@@ -57,7 +57,7 @@ def replay_folder(folder: Path, people: list[Path], strangers: int, per_stranger
 def mock_relay():
     """The real relay code on gpiozero's mock pins (no GPIO here)."""
     from kiosk.config import DoorConfig
-    from kiosk.door_relay import build_relay
+    from kiosk.door.relay import build_relay
 
     return build_relay(DoorConfig(pin_factory="mock", pulse_seconds=0.5))
 
@@ -66,8 +66,8 @@ def rn50_tower(folder: Path, threads: int):
     """open_clip's RN50 image tower with random weights, exported and loaded as the kiosk does."""
     import open_clip
 
-    from kiosk.clip_model import ClipModel
-    from kiosk.clip_onnx import onnx_image_tower
+    from kiosk.recognition.clip_model import ClipModel
+    from kiosk.recognition.clip_onnx import onnx_image_tower
 
     clip = ClipModel(open_clip.create_model("RN50", pretrained=None), "RN50", "random-weights-timing-only", open_clip.get_tokenizer("RN50"))
     return onnx_image_tower(clip, folder, ["CPUExecutionProvider"], threads)
@@ -78,8 +78,8 @@ def timing_only_clip(tower, face):
 
     Named plainly so no figure from it is mistaken for CLIP recognition: the features are discarded.
     """
-    from kiosk.face_alignment import CLIP_SIZE
-    from kiosk.recognition import Prediction, Recogniser
+    from kiosk.vision.face_alignment import CLIP_SIZE
+    from kiosk.recognition.base import Prediction, Recogniser
 
     class TimingOnlyClip(Recogniser):
         name = "clip"

@@ -4,7 +4,7 @@ Six variants run over the same replay (enrolled people's held-back photos, then 
 
 - face:         SCRFD + MobileFaceNet face recogniser (real recognition);
 - hybrid-every: the real HybridRecogniser with CLIP's RN50 image tower on every face of every
-  frame (gate 0, refresh 1), through onnxruntime, exported by kiosk.clip_onnx from open_clip's
+  frame (gate 0, refresh 1), through onnxruntime, exported by kiosk.recognition.clip_onnx from open_clip's
   RN50 with RANDOM weights. Random CLIP weights cannot recognise anyone, so the bench's CLIP
   part (TimingOnlyClip) runs the real tower, discards its features and answers with the face
   recogniser's prediction: the timing is real, the decisions are the face recogniser's, no
@@ -53,8 +53,8 @@ def alone_ms(run, repeats: int = 30) -> float:
 
 
 def run_variant(name: str, ctx, replay: Path, selection, detector) -> dict[str, object]:
-    from kiosk.camera import ReplaySource, ResilientCamera
-    from kiosk.door_service import build_door_service
+    from kiosk.vision.camera import ReplaySource, ResilientCamera
+    from kiosk.door.service import build_door_service
 
     source = ReplaySource.from_path(replay, ctx.settings.camera)
     relay = mock_relay()
@@ -93,16 +93,16 @@ def main() -> None:
     args = parser.parse_args()
 
     from kiosk.config import CameraConfig
-    from kiosk.face_detection import FaceDetector
-    from kiosk.face_embedder import FaceEmbedder
-    from kiosk.face_alignment import ARCFACE_SIZE, CLIP_SIZE
-    from kiosk.face_detection import primary_face
-    from kiosk.clip_onnx import int8_image_tower
-    from kiosk.hybrid_recognizer import HybridRecogniser
-    from kiosk.images import read_image
-    from kiosk.recognition import FaceCrops
-    from kiosk.samples import spread_crops
-    from kiosk.recogniser_selection import Selection, load_recogniser
+    from kiosk.vision.face_detection import FaceDetector
+    from kiosk.recognition.face_embedder import FaceEmbedder
+    from kiosk.vision.face_alignment import ARCFACE_SIZE, CLIP_SIZE
+    from kiosk.vision.face_detection import primary_face
+    from kiosk.recognition.clip_onnx import int8_image_tower
+    from kiosk.recognition.hybrid_recogniser import HybridRecogniser
+    from kiosk.vision.images import read_image
+    from kiosk.recognition.base import FaceCrops
+    from kiosk.storage.samples import spread_crops
+    from kiosk.recognition.selection import Selection, load_recogniser
 
     with tempfile.TemporaryDirectory(prefix="door-latency-") as tmp:
         root = Path(tmp)

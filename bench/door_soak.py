@@ -46,11 +46,11 @@ def main() -> int:
     from sqlalchemy import func, select
 
     from db.models import AccessEvent
-    from kiosk.camera import ReplaySource, ResilientCamera
+    from kiosk.vision.camera import ReplaySource, ResilientCamera
     from kiosk.config import CameraConfig, DetectionConfig, PolicyConfig
-    from kiosk.door_service import build_door_service
-    from kiosk.hybrid_recognizer import HybridRecogniser
-    from kiosk.recogniser_selection import Selection, load_recogniser
+    from kiosk.door.service import build_door_service
+    from kiosk.recognition.hybrid_recogniser import HybridRecogniser
+    from kiosk.recognition.selection import Selection, load_recogniser
 
     with tempfile.TemporaryDirectory(prefix="door-soak-") as tmp:
         root = Path(tmp)

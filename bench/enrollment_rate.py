@@ -19,10 +19,10 @@ import numpy as np
 
 from kiosk.config import DetectionConfig, ModelPaths, Settings
 from kiosk.context import KioskContext
-from kiosk.enrollment import Enroller
-from kiosk.face_alignment import CLIP_SIZE, align
-from kiosk.face_detection import FaceDetector, primary_face
-from kiosk.images import decode_image, iter_image_files
+from kiosk.admin.enrolment import Enroller
+from kiosk.vision.face_alignment import CLIP_SIZE, align
+from kiosk.vision.face_detection import FaceDetector, primary_face
+from kiosk.vision.images import decode_image, iter_image_files
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

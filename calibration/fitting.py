@@ -32,11 +32,11 @@ from sqlalchemy import select
 from calibration.metrics import Attempt, expected_calibration_error, rates_at, reliability
 from db.models import Calibration
 from kiosk.context import KioskContext
-from kiosk.crop_store import read_crop
+from kiosk.storage.crop_store import read_crop
 from kiosk.errors import KioskError
-from kiosk.face_recognizer import FaceRecogniser, ScoreModel, enrolment_scores, fit_score_model, margins
-from kiosk.recognition import Candidate, FaceCrops, Prediction, Recogniser
-from kiosk.samples import cached_features, load_samples
+from kiosk.recognition.face_recogniser import FaceRecogniser, ScoreModel, enrolment_scores, fit_score_model, margins
+from kiosk.recognition.base import Candidate, FaceCrops, Prediction, Recogniser
+from kiosk.storage.samples import cached_features, load_samples
 
 METHODS = ("logistic", "isotonic", "temperature")
 DEFAULT_METHOD = {"face": "logistic", "clip": "temperature", "hybrid": "isotonic"}
@@ -284,9 +284,9 @@ def enrolment_table(ctx: KioskContext, model: Recogniser, progress: Progress) ->
 
 def stranger_table(ctx: KioskContext, model: Recogniser, folder: Path, progress: Progress) -> ScoreTable:
     """Rows for photos of people who are not enrolled (any folder layout)."""
-    from kiosk.face_alignment import CLIP_SIZE, align
-    from kiosk.face_detection import primary_face
-    from kiosk.images import IMAGE_SUFFIXES, read_image
+    from kiosk.vision.face_alignment import CLIP_SIZE, align
+    from kiosk.vision.face_detection import primary_face
+    from kiosk.vision.images import IMAGE_SUFFIXES, read_image
 
     if not folder.is_dir():
         raise KioskError(f"strangers folder does not exist: {folder}")
@@ -346,7 +346,7 @@ def calibrate(
 ) -> CalibrationResult:
     """Fit, store and return the calibration of the model in force (the door uses it from now)."""
     from db.models import AdminAction
-    from kiosk.recogniser_selection import load_recogniser
+    from kiosk.recognition.selection import load_recogniser
 
     say = progress or (lambda _m: None)
     model = uncalibrated(load_recogniser(ctx).recogniser)

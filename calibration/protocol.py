@@ -24,14 +24,14 @@ from calibration.softmax_baseline import NAME as SOFTMAX, SoftmaxBaseline
 from db.models import Evaluation as EvaluationRow
 from kiosk.config import DatabaseConfig
 from kiosk.context import KioskContext
-from kiosk.enrollment import STORED, Enroller
+from kiosk.admin.enrolment import STORED, Enroller
 from kiosk.errors import ImageError, KioskError
-from kiosk.face_alignment import CLIP_SIZE, align
-from kiosk.face_detection import primary_face
-from kiosk.face_recognizer import NAME as FACE, FaceRecogniser, enrolment_scores
-from kiosk.images import IMAGE_SUFFIXES, read_image
-from kiosk.recognition import FaceCrops, Recogniser
-from kiosk.samples import Sample, cached_features, load_samples, split_samples
+from kiosk.vision.face_alignment import CLIP_SIZE, align
+from kiosk.vision.face_detection import primary_face
+from kiosk.recognition.face_recogniser import NAME as FACE, FaceRecogniser, enrolment_scores
+from kiosk.vision.images import IMAGE_SUFFIXES, read_image
+from kiosk.recognition.base import FaceCrops, Recogniser
+from kiosk.storage.samples import Sample, cached_features, load_samples, split_samples
 
 Progress = Callable[[str], None]
 BATCH = 64
@@ -208,8 +208,8 @@ def _door_faces(ctx: KioskContext, held: dict[str, list[Path]], outsiders: dict[
 
 
 def _run_recogniser(ctx: KioskContext, name: str, faces: list[DoorFace], result: Evaluation, say: Progress) -> None:
-    from kiosk.recogniser_selection import load_recogniser
-    from kiosk.retraining import retrain
+    from kiosk.recognition.selection import load_recogniser
+    from kiosk.training.retrain import retrain
 
     ctx.settings.recognition.recogniser = name  # type: ignore[assignment]
     try:
@@ -300,7 +300,7 @@ def _closest_templates(model: FaceRecogniser, n: int = 5) -> list[tuple[str, str
 
 def record(site: KioskContext, evaluation: Evaluation) -> list[int]:
     """One Evaluation row per recogniser in the site's database, beside the model then in force."""
-    from kiosk.recogniser_selection import registry
+    from kiosk.recognition.selection import registry
 
     ids = []
     reg = registry(site)

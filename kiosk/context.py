@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, restrict_permissions, session_factory, upgrade
-from kiosk import crop_store
+from kiosk.storage import crop_store
 from kiosk.config import Settings
-from kiosk.face_detection import FaceDetector
-from kiosk.face_embedder import FaceEmbedder
+from kiosk.vision.face_detection import FaceDetector
+from kiosk.recognition.face_embedder import FaceEmbedder
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ def clip_trained_home(
     tmp_path_factory: pytest.TempPathFactory, enrolled_dev: tuple[Path, list[tuple[str, Path]]], tiny_weights: Path, detector: object, embedder: object
 ) -> Path:
     """enrolled_dev plus a tiny random-weight CLIP version (one epoch) and a face version, both in force."""
-    from kiosk.retraining import retrain
+    from kiosk.training.retrain import retrain
 
     home = copy_home(enrolled_dev[0], tmp_path_factory.mktemp("clip-home") / "home")
     ctx = context(clip_settings(home, tiny_weights, epochs=1), detector, embedder)

@@ -19,8 +19,8 @@ from gpiozero.pins.mock import MockFactory
 
 from kiosk.config import ModelPaths, Settings
 from kiosk.context import KioskContext
-from kiosk.face_detection import FaceDetector
-from kiosk.face_embedder import FaceEmbedder
+from kiosk.vision.face_detection import FaceDetector
+from kiosk.recognition.face_embedder import FaceEmbedder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = (REPO.parent / "shared").resolve()
@@ -112,10 +112,10 @@ def enrolled_dev(tmp_path_factory: pytest.TempPathFactory, detector: FaceDetecto
 
     Returns the home folder (copy it before changing it) and the held-back (name, photo) pairs.
     """
-    from kiosk.enrollment import Enroller
-    from kiosk.face_recognizer import train_face_model
-    from kiosk.model_registry import ModelRegistry
-    from kiosk.samples import cached_features, load_samples
+    from kiosk.admin.enrolment import Enroller
+    from kiosk.recognition.face_recogniser import train_face_model
+    from kiosk.recognition.model_registry import ModelRegistry
+    from kiosk.storage.samples import cached_features, load_samples
 
     home = tmp_path_factory.mktemp("enrolled") / "home"
     ctx = KioskContext(make_settings(home))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from conftest import dev_people, make_settings, photos
 from kiosk.context import KioskContext
-from kiosk.enrollment import Enroller
-from kiosk.face_detection import FaceDetector
-from kiosk.face_embedder import FaceEmbedder
-from kiosk.retraining import retrain
+from kiosk.admin.enrolment import Enroller
+from kiosk.vision.face_detection import FaceDetector
+from kiosk.recognition.face_embedder import FaceEmbedder
+from kiosk.training.retrain import retrain
 
 
 def build_small_home(home: Path, detector: FaceDetector, embedder: FaceEmbedder, people: int = 3, per_person: int = 4) -> Path:

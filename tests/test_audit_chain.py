@@ -19,7 +19,7 @@ from db.models import AccessEvent, AdminAction
 from db.session import make_engine, session_factory, upgrade
 from kiosk.config import Settings
 from kiosk.context import KioskContext
-from kiosk.retention import purge
+from kiosk.storage.retention import purge
 
 # A writer process as the door service or the admin app would be: plain ORM sessions from
 # session_factory, one transaction per row, some sessions reading before they write.

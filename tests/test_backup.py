@@ -13,14 +13,14 @@ import pytest
 
 from conftest import REPO, copy_home, dev_people, make_settings, run_kiosk
 from db.audit_chain import verify_all
-from kiosk.backup import restore
+from kiosk.admin.backup import restore
 from kiosk.context import KioskContext
-from kiosk.door_status import DoorStatus, write_status
-from kiosk.enrollment import list_identities
+from kiosk.door.status import DoorStatus, write_status
+from kiosk.admin.enrolment import list_identities
 from kiosk.errors import KioskError
-from kiosk.face_detection import FaceDetector
-from kiosk.face_embedder import FaceEmbedder
-from kiosk.recogniser_selection import load_recogniser
+from kiosk.vision.face_detection import FaceDetector
+from kiosk.recognition.face_embedder import FaceEmbedder
+from kiosk.recognition.selection import load_recogniser
 from small_home import build_small_home
 
 # The door service's part in this test: one event per transaction until told to stop.

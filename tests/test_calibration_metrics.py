@@ -9,7 +9,7 @@ import pytest
 
 from calibration.fitting import Isotonic, ScoreTable, Temperature, fit
 from calibration.metrics import Attempt, curve, expected_calibration_error, rank1_accuracy, rates_at, reliability, threshold_for_fpir
-from kiosk.face_recognizer import margins
+from kiosk.recognition.face_recogniser import margins
 
 ATTEMPTS = [
     Attempt("A", "A", 0.90),  # granted, right

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_home
-from kiosk.clip_model import ClipModel, ClipUnavailable
+from kiosk.recognition.clip_model import ClipModel, ClipUnavailable
 from kiosk.config import ModelPaths
 from kiosk.errors import KioskError
-from kiosk.recogniser_selection import load_recogniser
-from kiosk.retraining import retrain
+from kiosk.recognition.selection import load_recogniser
+from kiosk.training.retrain import retrain
 from tiny_clip import clip_settings, context, write_random_weights
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -56,7 +56,7 @@ def test_clip_demanded_without_weights_refuses_to_start_and_to_retrain(enrolled_
     ctx = context(clip_settings(home, tmp_path / "missing-weights.pt", recogniser=wanted), detector, embedder)
     with pytest.raises(KioskError, match="needs CLIP, refusing to start: .*does not exist"):
         load_recogniser(ctx)
-    from kiosk.model_registry import ModelRegistry
+    from kiosk.recognition.model_registry import ModelRegistry
 
     before = ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir).in_force("face").id
     with pytest.raises(KioskError, match=f"{wanted!r} needs CLIP"):

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from conftest import DEV, copy_home, photos
-from kiosk.clip_model import ClipModel
-from kiosk.clip_training import NAME as CLIP, NOTHING_TO_VALIDATE, accumulate_gradients, fine_tune, image_text_loss
+from kiosk.recognition.clip_model import ClipModel
+from kiosk.training.clip_fine_tune import NAME as CLIP, NOTHING_TO_VALIDATE, accumulate_gradients, fine_tune, image_text_loss
 from kiosk.config import TrainingConfig
-from kiosk.enrollment import Enroller
-from kiosk.model_registry import ModelRegistry
-from kiosk.retraining import RetrainCancelled, RetrainProgress, retrain
+from kiosk.admin.enrolment import Enroller
+from kiosk.recognition.model_registry import ModelRegistry
+from kiosk.training.retrain import RetrainCancelled, RetrainProgress, retrain
 from tiny_clip import clip_paths, clip_settings, context
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -172,7 +172,7 @@ def test_single_shot_people_train_and_say_nothing_to_validate(tmp_path: Path, ti
     assert any(p.stage == "split" and p.message == NOTHING_TO_VALIDATE for p in seen)
     epochs = [p for p in seen if p.stage == "epoch" and p.recogniser == CLIP]
     assert [p.epoch for p in epochs] == [1, 2] and all(p.val_accuracy is None for p in epochs)
-    from kiosk.recogniser_selection import load_recogniser
+    from kiosk.recognition.selection import load_recogniser
 
     selection = load_recogniser(ctx)
     assert selection.recogniser.name == "hybrid" and selection.recogniser.people == [p.name for p in people]

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from kiosk.config import PolicyConfig
-from kiosk.decision_policy import AccessRule, DecisionPolicy, Observation, WeeklyWindow, parse_windows
-from kiosk.face_tracker import FaceTracker
-from kiosk.recognition import Candidate, Prediction
+from kiosk.door.decision_policy import AccessRule, DecisionPolicy, Observation, WeeklyWindow, parse_windows
+from kiosk.vision.face_tracker import FaceTracker
+from kiosk.recognition.base import Candidate, Prediction
 
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=timezone.utc)  # a Wednesday
 

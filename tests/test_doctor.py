@@ -16,10 +16,10 @@ from gpiozero.pins.mock import MockFactory
 from conftest import DETECTOR, EMBEDDER, dev_people, make_settings, photos, run_kiosk
 from kiosk.config import CameraConfig, DoorConfig
 from kiosk.context import KioskContext
-from kiosk.diagnostics import Finding, run_checks
-from kiosk.door_status import DoorStatus, write_status
-from kiosk.face_detection import FaceDetector
-from kiosk.face_embedder import FaceEmbedder
+from kiosk.admin.diagnostics import Finding, run_checks
+from kiosk.door.status import DoorStatus, write_status
+from kiosk.vision.face_detection import FaceDetector
+from kiosk.recognition.face_embedder import FaceEmbedder
 
 MOCK_PINS = {"KIOSK_DOOR_HARDWARE__PIN_FACTORY": "mock"}
 
@@ -27,10 +27,10 @@ MOCK_PINS = {"KIOSK_DOOR_HARDWARE__PIN_FACTORY": "mock"}
 @pytest.fixture(scope="module")
 def trained_home(tmp_path_factory: pytest.TempPathFactory, detector: FaceDetector, embedder: FaceEmbedder) -> Path:
     """Two people, four photos each, and a face model trained on them: a box ready for the door."""
-    from kiosk.enrollment import Enroller
-    from kiosk.face_recognizer import train_face_model
-    from kiosk.model_registry import ModelRegistry
-    from kiosk.samples import cached_features, load_samples
+    from kiosk.admin.enrolment import Enroller
+    from kiosk.recognition.face_recogniser import train_face_model
+    from kiosk.recognition.model_registry import ModelRegistry
+    from kiosk.storage.samples import cached_features, load_samples
 
     home = tmp_path_factory.mktemp("doctor") / "home"
     ctx = KioskContext(make_settings(home))

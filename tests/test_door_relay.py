@@ -23,9 +23,9 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from conftest import REPO
 from kiosk.config import DoorConfig
-from kiosk.door_relay import build_relay, close_on_signals
+from kiosk.door.relay import build_relay, close_on_signals
 from kiosk.errors import KioskError
-from kiosk.gpio_board import open_board
+from kiosk.door.gpio_board import open_board
 
 PIN = 17
 
@@ -159,7 +159,7 @@ def test_no_gpio_hardware_falls_back_to_mock_pins_and_says_so(caplog: pytest.Log
     previous = Device.pin_factory
     Device.pin_factory = None
     try:
-        with caplog.at_level(logging.WARNING, logger="kiosk.gpio_board"):
+        with caplog.at_level(logging.WARNING, logger="kiosk.door.gpio_board"):
             board = open_board(DoorConfig(pin_factory="auto"))
         assert board.is_mock and isinstance(Device.pin_factory, MockFactory)
         assert "mock" in board.description and "no GPIO hardware" in board.description
@@ -190,7 +190,7 @@ CHILD = textwrap.dedent(
     # Registered before the relay's own exit hook, so it runs after it (atexit is LIFO).
     atexit.register(lambda: print("final", pin.state, [s.state for s in pin.states], flush=True))
     from kiosk.config import DoorConfig
-    from kiosk.door_relay import build_relay, close_on_signals
+    from kiosk.door.relay import build_relay, close_on_signals
     relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=17))
     close_on_signals(relay)
     relay.pulse(120.0)

@@ -11,8 +11,8 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.config import DoorConfig
-from kiosk.door_relay import DoorRelay, build_relay
-from kiosk.door_sensors import DoorEvent, DoorSensors, build_sensors
+from kiosk.door.relay import DoorRelay, build_relay
+from kiosk.door.sensors import DoorEvent, DoorSensors, build_sensors
 
 RELAY, CONTACT, EXIT = 17, 27, 22
 

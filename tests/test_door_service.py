@@ -23,16 +23,16 @@ from sqlalchemy.orm import Session
 
 from conftest import DEV, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos, REPO
 from db.models import AccessEvent
-from kiosk.camera import CameraError, Frame, ReplaySource, ResilientCamera
+from kiosk.vision.camera import CameraError, Frame, ReplaySource, ResilientCamera
 from kiosk.config import CameraConfig, DetectionConfig, DoorConfig, ModelPaths, PolicyConfig, Settings
 from kiosk.context import KioskContext
-from kiosk.door_relay import DoorRelay, build_relay
-from kiosk.door_sensors import build_sensors
-from kiosk.door_service import DoorService, build_door_service
-from kiosk.door_status import read_status
-from kiosk.face_detection import FaceDetector
-from kiosk.gpio_board import open_board
-from kiosk.retraining import retrain
+from kiosk.door.relay import DoorRelay, build_relay
+from kiosk.door.sensors import build_sensors
+from kiosk.door.service import DoorService, build_door_service
+from kiosk.door.status import read_status
+from kiosk.vision.face_detection import FaceDetector
+from kiosk.door.gpio_board import open_board
+from kiosk.training.retrain import retrain
 
 RELAY_PIN, CONTACT_PIN = 17, 27
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from conftest import DEV, dev_people, photos, run_kiosk
 from db.models import AdminAction, FaceSample
 from kiosk.context import KioskContext
-from kiosk.enrollment import FAILED, STORED, Enroller, list_identities, remove_identity
+from kiosk.admin.enrolment import FAILED, STORED, Enroller, list_identities, remove_identity
 
 
 def test_enrol_all_30_people_finds_a_face_in_all_450_photos(kiosk: KioskContext) -> None:

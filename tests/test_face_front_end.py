@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import DEV, photos
-from kiosk.face_alignment import CLIP_SIZE, align, template
-from kiosk.face_detection import Face, FaceDetector, primary_face
-from kiosk.images import decode_image
+from kiosk.vision.face_alignment import CLIP_SIZE, align, template
+from kiosk.vision.face_detection import Face, FaceDetector, primary_face
+from kiosk.vision.images import decode_image
 
 
 def _face(x1: float, y1: float, x2: float, y2: float) -> Face:

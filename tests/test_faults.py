@@ -20,13 +20,13 @@ from db.audit_chain import verify_all
 from db.models import AccessEvent, FaceSample, TrainingRun
 from db.session import make_engine, session_factory
 from kiosk.context import KioskContext
-from kiosk.enrollment import Enroller
+from kiosk.admin.enrolment import Enroller
 from kiosk.errors import KioskError, StorageFull
-from kiosk.face_detection import FaceDetector
-from kiosk.face_embedder import FaceEmbedder
-from kiosk.model_registry import ModelRegistry
-from kiosk.recogniser_selection import load_recogniser
-from kiosk.retraining import retrain
+from kiosk.vision.face_detection import FaceDetector
+from kiosk.recognition.face_embedder import FaceEmbedder
+from kiosk.recognition.model_registry import ModelRegistry
+from kiosk.recognition.selection import load_recogniser
+from kiosk.training.retrain import retrain
 from small_home import build_small_home
 
 # The door loop's part: one event per transaction, its number printed only after the commit.
@@ -48,7 +48,7 @@ while True:
 RETRAIN = r"""
 import sys, time
 from pathlib import Path
-import kiosk.model_registry as registry
+import kiosk.recognition.model_registry as registry
 ready = Path(sys.argv[1])
 def stall(folder):
     ready.write_text(str(folder))
@@ -279,7 +279,7 @@ def test_full_disk_is_reported_and_nothing_committed_is_lost(small_home: Path, t
 
 def test_a_retrain_still_running_elsewhere_is_not_abandoned(small_home: Path, tmp_path: Path) -> None:
     """Only runs whose process is gone are abandoned; a live retrain (this process) is left alone."""
-    from kiosk.model_registry import ModelRegistry
+    from kiosk.recognition.model_registry import ModelRegistry
 
     ctx = KioskContext(make_settings(copy_home(small_home, tmp_path / "home")))
     registry = ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from conftest import DEV, photos
-from kiosk.clip_model import ClipModel
-from kiosk.clip_recognizer import ClipRecogniser
-from kiosk.face_detection import primary_face
-from kiosk.face_recognizer import FaceRecogniser
-from kiosk.hybrid_recognizer import HybridPrediction, HybridRecogniser
-from kiosk.images import read_image
-from kiosk.recognition import Candidate, FaceCrops, Prediction, Recogniser
+from kiosk.recognition.clip_model import ClipModel
+from kiosk.recognition.clip_recogniser import ClipRecogniser
+from kiosk.vision.face_detection import primary_face
+from kiosk.recognition.face_recogniser import FaceRecogniser
+from kiosk.recognition.hybrid_recogniser import HybridPrediction, HybridRecogniser
+from kiosk.vision.images import read_image
+from kiosk.recognition.base import Candidate, FaceCrops, Prediction, Recogniser
 from tiny_clip import clip_settings, context
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -56,7 +56,7 @@ def test_probability_makes_the_both_agree_and_clear_decision(rule: HybridRecogni
 
 def test_hybrid_over_real_models_reports_both_parts(clip_trained_home: Path, tiny_weights: Path, detector, embedder) -> None:
     """Random-weight CLIP: this checks the wiring (both models run, parts recorded), not accuracy."""
-    from kiosk.recogniser_selection import load_recogniser
+    from kiosk.recognition.selection import load_recogniser
 
     ctx = context(clip_settings(clip_trained_home, tiny_weights, recogniser="hybrid"), detector, embedder)
     recogniser = load_recogniser(ctx).recogniser
@@ -165,10 +165,10 @@ def test_door_loop_reuses_clip_within_a_visit_and_forgets_it_after(enrolled_dev,
     from conftest import copy_home, make_settings
     from kiosk.config import PolicyConfig
     from kiosk.context import KioskContext
-    from kiosk.decision_policy import DecisionPolicy
-    from kiosk.door_loop import DoorLoop
-    from kiosk.face_tracker import FaceTracker
-    from kiosk.recogniser_selection import load_recogniser
+    from kiosk.door.decision_policy import DecisionPolicy
+    from kiosk.door.frame_loop import DoorLoop
+    from kiosk.vision.face_tracker import FaceTracker
+    from kiosk.recognition.selection import load_recogniser
 
     ctx = KioskContext(make_settings(copy_home(enrolled_dev[0], tmp_path / "home")))
     ctx.__dict__["embedder"] = embedder

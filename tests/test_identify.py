@@ -15,10 +15,10 @@ import pytest
 
 from conftest import DEV, STRANGERS, copy_home, make_settings, photos, run_kiosk
 from kiosk.config import RecognitionConfig
-from kiosk.face_detection import primary_face
-from kiosk.images import read_image
-from kiosk.recognition import FaceCrops
-from kiosk.recogniser_selection import load_recogniser
+from kiosk.vision.face_detection import primary_face
+from kiosk.vision.images import read_image
+from kiosk.recognition.base import FaceCrops
+from kiosk.recognition.selection import load_recogniser
 from tiny_clip import clip_env, context
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")

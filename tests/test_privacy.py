@@ -16,15 +16,15 @@ from sqlalchemy import inspect as sa_inspect, select, text
 from conftest import dev_people, photos, run_kiosk
 from db.audit_chain import verify_all
 from db.models import AccessEvent, FaceSample, FeatureCache, Person, TrainingRun
-from kiosk import crop_store
+from kiosk.storage import crop_store
 from kiosk.config import PrivacyConfig
 from kiosk.context import KioskContext
-from kiosk.crop_store import MAGIC, read_crop
-from kiosk.enrollment import Enroller
+from kiosk.storage.crop_store import MAGIC, read_crop
+from kiosk.admin.enrolment import Enroller
 from kiosk.errors import ConfigError, KioskError
-from kiosk.event_thumbnails import expire_thumbnails, save_thumbnail
-from kiosk.model_registry import ModelRegistry
-from kiosk.retraining import retrain
+from kiosk.storage.thumbnails import expire_thumbnails, save_thumbnail
+from kiosk.recognition.model_registry import ModelRegistry
+from kiosk.training.retrain import retrain
 
 PNG = b"\x89PNG"
 

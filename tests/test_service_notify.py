@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.service_notify import ServiceNotifier
+from kiosk.door.service_notify import ServiceNotifier
 
 
 @pytest.fixture()

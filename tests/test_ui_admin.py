@@ -17,9 +17,9 @@ from textual.widgets import DataTable, Input, Static
 from conftest import copy_home, dev_people, make_settings, photos
 from db.models import AccessEvent, AdminAction, AdminCredential, FaceSample, Person, TrainingRun
 from db.session import make_engine, session_factory
-from kiosk.frame_handover import FrameHandover
-from kiosk.images import read_image
-from kiosk.threshold_override import threshold_in_force
+from kiosk.door.frame_handover import FrameHandover
+from kiosk.vision.images import read_image
+from kiosk.door.threshold_override import threshold_in_force
 from kiosk.ui.camera_enrol_screen import GOOD_FRAMES, CameraEnrolScreen
 from kiosk.ui.enrol_files_screen import EnrolFilesScreen
 from kiosk.ui.people_screen import ConfirmRemoveScreen, SamplesScreen

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from conftest import REPO, kiosk_env, make_settings, run_kiosk
 from db.models import AdminAction, AdminCredential
-from kiosk.admin_auth import FIRST_LOCK, FREE_ATTEMPTS, MAX_LOCK, AdminAuth, lock_duration
+from kiosk.admin.auth import FIRST_LOCK, FREE_ATTEMPTS, MAX_LOCK, AdminAuth, lock_duration
 from kiosk.context import KioskContext
 from kiosk.errors import KioskError
 from ui_home import FAST_HASH

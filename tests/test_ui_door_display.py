@@ -19,11 +19,11 @@ from textual.widgets import Static
 
 from conftest import STRANGERS, copy_home, make_settings, photos
 from kiosk.context import KioskContext
-from kiosk.door_status import DoorDecision, DoorStatus
-from kiosk.face_detection import primary_face
-from kiosk.images import read_image
-from kiosk.recogniser_selection import load_recogniser
-from kiosk.recognition import FaceCrops
+from kiosk.door.status import DoorDecision, DoorStatus
+from kiosk.vision.face_detection import primary_face
+from kiosk.vision.images import read_image
+from kiosk.recognition.selection import load_recogniser
+from kiosk.recognition.base import FaceCrops
 from kiosk.ui.door_display import DoorDisplayApp
 from ui_home import NOW, PHOTOS_EACH, base_home, demo_people, fixed_clock, wait_until
 

@@ -18,8 +18,8 @@ from textual.widgets import Input
 
 from conftest import copy_home, dev_people, photos
 from db.models import TrainingRun
-from kiosk.door_status import DoorDecision, DoorStatus
-from kiosk.images import read_image
+from kiosk.door.status import DoorDecision, DoorStatus
+from kiosk.vision.images import read_image
 from kiosk.ui.door_display import DoorDisplayApp
 from ui_home import NOW, admin_app, base_home, demo_people, fixed_clock, sign_in, wait_until, write_door_status
 

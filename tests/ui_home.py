@@ -21,11 +21,11 @@ from sqlalchemy import select, update
 
 from conftest import dev_people, make_settings, photos
 from db.models import AccessEvent, AdminAction, Calibration, Person, TrainingRun
-from kiosk.admin_auth import AdminAuth
+from kiosk.admin.auth import AdminAuth
 from kiosk.context import KioskContext
-from kiosk.door_status import DoorStatus, write_status
-from kiosk.enrollment import Enroller
-from kiosk.retraining import retrain
+from kiosk.door.status import DoorStatus, write_status
+from kiosk.admin.enrolment import Enroller
+from kiosk.training.retrain import retrain
 
 if TYPE_CHECKING:
     import pytest

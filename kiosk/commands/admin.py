@@ -14,7 +14,7 @@ def admin(ctx: click.Context) -> None:
     """Open the admin app (sign-in first) on this kiosk's database and models."""
     if ctx.invoked_subcommand is not None:
         return
-    from kiosk.admin_auth import AdminAuth
+    from kiosk.admin.auth import AdminAuth
 
     kiosk = ctx.find_object(Lazy).kiosk
     if not AdminAuth(kiosk.sessions).has_credentials():
@@ -29,7 +29,7 @@ def admin(ctx: click.Context) -> None:
 @pass_kiosk
 def set_pin(lazy: Lazy, user: str) -> None:
     """Create the admin USER or change their PIN (asked twice, never echoed; stored as argon2)."""
-    from kiosk.admin_auth import AdminAuth
+    from kiosk.admin.auth import AdminAuth
 
     secret = click.prompt("New PIN or password", hide_input=True, confirmation_prompt=True)
     AdminAuth(lazy.kiosk.sessions).set_secret(user, secret, actor=user)

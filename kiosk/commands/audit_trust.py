@@ -7,7 +7,7 @@ import click
 from db.audit_chain import verify_all
 from kiosk.cli import Lazy, echo_json, pass_kiosk
 from kiosk.commands.audit import audit
-from kiosk.retention import purge
+from kiosk.storage.retention import purge
 
 
 @audit.command("verify")

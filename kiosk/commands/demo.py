@@ -20,7 +20,7 @@ import click
 from kiosk.cli import Lazy, pass_kiosk
 from kiosk.cli import main as cli_main
 from kiosk.errors import KioskError
-from kiosk.images import IMAGE_SUFFIXES
+from kiosk.vision.images import IMAGE_SUFFIXES
 
 DEFAULT_PEOPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces-dev"
 STRANGER = "stranger"
@@ -53,8 +53,8 @@ def demo(lazy: Lazy, people: Path | None, strangers: Path | None, enrol_fraction
 
     from db.models import AccessEvent
     from kiosk.commands.run import RunOptions, run_door, start_door
-    from kiosk.enrollment import Enroller
-    from kiosk.retraining import retrain
+    from kiosk.admin.enrolment import Enroller
+    from kiosk.training.retrain import retrain
 
     people_dir = (people or DEFAULT_PEOPLE).resolve()
     strangers_dir = strangers or people_dir.with_name(people_dir.name + "-strangers")

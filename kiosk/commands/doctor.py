@@ -20,7 +20,7 @@ def doctor(lazy: Lazy, as_json: bool) -> int:
 
     Exit status 1 if any check fails (warnings alone do not fail).
     """
-    from kiosk.diagnostics import configuration_problem, run_checks
+    from kiosk.admin.diagnostics import configuration_problem, run_checks
 
     try:
         ctx = lazy.kiosk

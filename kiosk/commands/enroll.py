@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from kiosk.cli import Lazy, echo_json, main
-from kiosk.enrollment import FAILED, Enroller, FileResult
+from kiosk.admin.enrolment import FAILED, Enroller, FileResult
 
 
 @main.command()

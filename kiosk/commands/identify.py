@@ -1,7 +1,7 @@
 """`kiosk identify IMAGE [--json]`: who the recogniser in force says is in a photo, and the decision.
 
 The photo goes through the same front end as the door (decode, SCRFD, the main face,
-alignment) and the recogniser chosen by kiosk/recogniser_selection.py; the decision is the
+alignment) and the recogniser chosen by kiosk/recognition/selection.py; the decision is the
 door's rule, probability >= the threshold in force (the admin's, else recognition.threshold). A photo without a usable face is an
 ordinary result (refused, with the reason) and exit status 1, never a traceback.
 """
@@ -15,7 +15,7 @@ import click
 
 from kiosk.cli import Lazy, echo_json, main
 from kiosk.errors import ImageError, KioskError
-from kiosk.threshold_override import threshold_in_force
+from kiosk.door.threshold_override import threshold_in_force
 
 
 @main.command()
@@ -25,10 +25,10 @@ from kiosk.threshold_override import threshold_in_force
 @click.pass_context
 def identify(ctx: click.Context, image: Path, as_json: bool, top_k: int) -> None:
     """Name the main face in IMAGE with the recogniser in force. Exit 1 if it holds no face."""
-    from kiosk.face_detection import primary_face
-    from kiosk.images import read_image
-    from kiosk.recognition import FaceCrops
-    from kiosk.recogniser_selection import load_recogniser
+    from kiosk.vision.face_detection import primary_face
+    from kiosk.vision.images import read_image
+    from kiosk.recognition.base import FaceCrops
+    from kiosk.recognition.selection import load_recogniser
 
     kiosk = ctx.find_object(Lazy).kiosk
     threshold = threshold_in_force(kiosk.settings).value

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from kiosk.cli import Lazy, echo_json, main, pass_kiosk
-from kiosk.enrollment import list_identities
-from kiosk.erasure import forget_person
+from kiosk.admin.enrolment import list_identities
+from kiosk.admin.erasure import forget_person
 
 
 @main.group(invoke_without_command=True)

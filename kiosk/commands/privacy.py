@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kiosk.cli import Lazy, main, pass_kiosk
-from kiosk.crop_store import new_key, require_outside
+from kiosk.storage.crop_store import new_key, require_outside
 
 
 @main.group()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kiosk.cli import Lazy, echo_json, main, pass_kiosk
-from kiosk.retraining import RetrainProgress, retrain
+from kiosk.training.retrain import RetrainProgress, retrain
 
 
 @main.command("retrain")

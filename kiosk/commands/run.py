@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kiosk.context import KioskContext
-    from kiosk.door_relay import DoorRelay
-    from kiosk.door_service import DoorService
-    from kiosk.door_status import DoorDecision
+    from kiosk.door.relay import DoorRelay
+    from kiosk.door.service import DoorService
+    from kiosk.door.status import DoorDecision
 
 
 @dataclass
@@ -54,11 +54,11 @@ class Door:
 
 def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
     """Camera, relay, sensors and recogniser from the configuration plus command-line overrides."""
-    from kiosk.camera import ReplaySource, ResilientCamera, camera_source
-    from kiosk.door_relay import build_relay
-    from kiosk.door_sensors import build_sensors
-    from kiosk.door_service import build_door_service
-    from kiosk.gpio_board import open_board
+    from kiosk.vision.camera import ReplaySource, ResilientCamera, camera_source
+    from kiosk.door.relay import build_relay
+    from kiosk.door.sensors import build_sensors
+    from kiosk.door.service import build_door_service
+    from kiosk.door.gpio_board import open_board
 
     settings = kiosk.settings
     updates = {k: v for k, v in (("hold_frames", options.hold), ("gap_frames", options.gap), ("replay_fps", options.fps)) if v is not None}
@@ -87,7 +87,7 @@ def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
 
 def run_door(door: Door, stop: threading.Event) -> None:
     """Run until stopped; SIGTERM and SIGHUP close the relay at once and then stop the loop."""
-    from kiosk.door_relay import close_on_signals
+    from kiosk.door.relay import close_on_signals
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         stop.set()
@@ -104,7 +104,7 @@ def run_door(door: Door, stop: threading.Event) -> None:
 
 def run_display(door: Door) -> int:
     """The door loop under the full-screen door display; returns the app's exit status."""
-    from kiosk.door_relay import close_on_signals
+    from kiosk.door.relay import close_on_signals
     from kiosk.ui.door_display import DoorDisplayApp
 
     app = DoorDisplayApp(door.service)

@@ -18,10 +18,10 @@ from textual.binding import Binding
 
 from db.models import utcnow
 from kiosk.context import KioskContext
-from kiosk.frame_handover import request_frames
+from kiosk.door.frame_handover import request_frames
 from kiosk.ui.audit_screen import AuditScreen
 from kiosk.ui.calibration_screen import CalibrationScreen
-from kiosk.ui.door_screen import DoorScreen
+from kiosk.ui.door_monitor_screen import DoorScreen
 from kiosk.ui.people_screen import PeopleScreen
 from kiosk.ui.retrain_screen import RetrainScreen
 from kiosk.ui.sign_in import SignInScreen

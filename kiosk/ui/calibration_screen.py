@@ -21,11 +21,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from db.models import AdminAction, Calibration
-from kiosk.door_status import read_status
+from kiosk.door.status import read_status
 from kiosk.errors import KioskError
-from kiosk.face_recognizer import NAME as FACE
-from kiosk.model_registry import ModelRegistry
-from kiosk.threshold_override import ThresholdInForce, set_threshold, threshold_in_force
+from kiosk.recognition.face_recogniser import NAME as FACE
+from kiosk.recognition.model_registry import ModelRegistry
+from kiosk.door.threshold_override import ThresholdInForce, set_threshold, threshold_in_force
 from kiosk.ui.text import percent, when
 
 if TYPE_CHECKING:

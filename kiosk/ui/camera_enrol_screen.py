@@ -28,11 +28,11 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 from textual.worker import get_current_worker
 
-from kiosk.capture_quality import face_quality
-from kiosk.enrollment import DUPLICATE, FAILED, STORED, Enroller, EnrollSummary
+from kiosk.vision.capture_quality import face_quality
+from kiosk.admin.enrolment import DUPLICATE, FAILED, STORED, Enroller, EnrollSummary
 from kiosk.errors import KioskError
-from kiosk.face_alignment import ARCFACE_SIZE, align
-from kiosk.face_detection import primary_face
+from kiosk.vision.face_alignment import ARCFACE_SIZE, align
+from kiosk.vision.face_detection import primary_face
 from kiosk.ui.thumbnails import half_blocks
 
 if TYPE_CHECKING:

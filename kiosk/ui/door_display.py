@@ -24,7 +24,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from db.models import utcnow
-from kiosk.door_status import DoorDecision, DoorStatus
+from kiosk.door.status import DoorDecision, DoorStatus
 
 GREET_SECONDS = 4.0
 

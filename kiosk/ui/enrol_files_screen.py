@@ -22,9 +22,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from db.models import FaceSample
-from kiosk.capture_quality import stored_quality
-from kiosk.crop_store import read_crop
-from kiosk.enrollment import FAILED, STORED, Enroller, EnrollSummary, FileResult
+from kiosk.vision.capture_quality import stored_quality
+from kiosk.storage.crop_store import read_crop
+from kiosk.admin.enrolment import FAILED, STORED, Enroller, EnrollSummary, FileResult
 from kiosk.errors import KioskError
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from db.models import FaceSample, Person
-from kiosk.crop_store import read_crop
-from kiosk.erasure import forget_person
+from kiosk.storage.crop_store import read_crop
+from kiosk.admin.erasure import forget_person
 from kiosk.errors import KioskError
 from kiosk.ui.camera_enrol_screen import CameraEnrolScreen
 from kiosk.ui.enrol_files_screen import EnrolFilesScreen

@@ -1,6 +1,6 @@
 """Retrain screen: start a retrain, watch its progress, cancel it, compare old and new figures.
 
-The retrain runs in a thread worker through `kiosk.retraining.retrain`, the same call as
+The retrain runs in a thread worker through `kiosk.training.retrain.retrain`, the same call as
 `kiosk retrain`; its progress callback posts messages (thread-safe) that move the bar. Cancel
 sets the event retrain() checks between steps: the model in force stays. When a version
 completes, its figures are shown beside those of the version it replaces.
@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from db.models import TrainingRun
 from kiosk.errors import KioskError
-from kiosk.retraining import RetrainCancelled, RetrainProgress, RetrainResult, retrain
+from kiosk.training.retrain import RetrainCancelled, RetrainProgress, RetrainResult, retrain
 from kiosk.ui.text import when
 
 if TYPE_CHECKING:

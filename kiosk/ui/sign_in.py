@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
-from kiosk.admin_auth import AdminAuth, SignIn
+from kiosk.admin.auth import AdminAuth, SignIn
 
 if TYPE_CHECKING:
     from kiosk.ui.admin_app import AdminApp

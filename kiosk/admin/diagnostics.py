@@ -1,0 +1,322 @@
+"""`kiosk doctor`'s checks: the camera, the models, the database and the GPIO, each exercised for
+real (a frame read, an inference run, a write, a pin claimed) and reported with how to fix it.
+
+Each check returns `Finding`s and never raises, so one broken part does not hide the others.
+While the door service is running it holds the camera and the GPIO lines; the checks then
+read its status file instead of fighting it for the devices.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from kiosk.context import KioskContext
+from kiosk.door.status import DoorStatus, read_status
+from kiosk.errors import KioskError
+
+if TYPE_CHECKING:
+    from kiosk.vision.camera import CameraSource, Frame
+
+Status = Literal["ok", "warn", "fail"]
+FRAME_WAIT_SECONDS = 5.0
+SERVICE_FRESH_SECONDS = 10.0  # the service rewrites its status about once a second
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def run_checks(ctx: KioskContext, config_file: Path | None = None) -> list[Finding]:
+    """Every check, in the order a frame travels: camera, models, database, recogniser, door."""
+    service = running_service(ctx.settings.home)
+    checks: list[tuple[str, Callable[[], list[Finding]]]] = [
+        ("camera", lambda: check_camera(ctx, service)),
+        ("onnx providers", lambda: check_providers(ctx)),
+        ("detector", lambda: check_detector(ctx)),
+        ("embedder", lambda: check_embedder(ctx)),
+        ("database", lambda: check_database(ctx)),
+        ("recogniser", lambda: check_recogniser(ctx)),
+        ("clip", lambda: check_clip(ctx)),
+        ("gpio", lambda: check_gpio(ctx, service)),
+    ]
+    settings = ctx.settings
+    source = f"config file {config_file}" if config_file else "no config file (defaults and KIOSK_* environment)"
+    findings = [Finding("configuration", "ok", f"door {settings.door!r}, data in {settings.home}, {source}")]
+    for name, check in checks:
+        try:
+            findings += check()
+        except Exception as exc:  # a check that breaks is itself a finding, not a crash
+            findings.append(Finding(name, "fail", f"the check itself failed: {type(exc).__name__}: {exc}", "report this"))
+    return findings
+
+
+def running_service(home: Path) -> DoorStatus | None:
+    """The door service's status, if a live service wrote it within the last few seconds."""
+    status = read_status(home)
+    if status is None or status.age() > SERVICE_FRESH_SECONDS:
+        return None
+    try:
+        os.kill(status.pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, owned by the service user
+        pass
+    return status
+
+
+# --- camera --------------------------------------------------------------------------------------
+
+
+def check_camera(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
+    from kiosk.vision.camera import camera_source
+
+    spec = ctx.settings.camera.source
+    if service is not None:
+        status: Status = "ok" if service.camera == "ok" else "fail"
+        return [Finding("camera", status, f"in use by the running door service (pid {service.pid}): {service.camera}, {service.fps:.1f} fps",
+                        "" if status == "ok" else _camera_fix(spec))]
+    device_problem = _video_device_problem(spec)
+    if device_problem:
+        return [Finding("camera", "fail", device_problem, _camera_fix(spec))]
+    try:
+        source = camera_source(spec, ctx.settings.camera)
+        source.open()
+    except KioskError as exc:
+        return [Finding("camera", "fail", str(exc), _camera_fix(spec))]
+    try:
+        frame = _first_frame(source)
+    except KioskError as exc:
+        return [Finding("camera", "fail", f"{source.description} opened but failed: {exc}", _camera_fix(spec))]
+    finally:
+        source.close()
+    if frame is None:
+        return [Finding("camera", "fail", f"{source.description} opened but gave no frame in {FRAME_WAIT_SECONDS:g} s", _camera_fix(spec))]
+    height, width = frame.image.shape[:2]
+    return [Finding("camera", "ok", f"{source.description}: first frame {width}x{height}")]
+
+
+def _first_frame(source: CameraSource) -> Frame | None:
+    deadline = time.monotonic() + FRAME_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        frame = source.read()
+        if frame is not None:
+            return frame
+        if source.exhausted:
+            return None
+        time.sleep(0.02)
+    return None
+
+
+def _video_device_problem(spec: str) -> str | None:
+    """For a V4L2 index, say plainly whether the device node is missing or not ours to open."""
+    if not spec.strip().isdigit():
+        return None
+    node = Path(f"/dev/video{int(spec)}")
+    if not node.exists():
+        return f"camera.source = {spec!r} but {node} does not exist"
+    if not os.access(node, os.R_OK | os.W_OK):
+        return f"{node} exists but this user may not open it"
+    return None
+
+
+def _camera_fix(spec: str) -> str:
+    text = spec.strip()
+    if text.isdigit():
+        return ("check the camera is plugged in (`v4l2-ctl --list-devices` lists the /dev/video* nodes), "
+                "set camera.source to its index, and add the service user to the video group")
+    if "!" in text:
+        return "test the pipeline with `gst-launch-1.0` (it must end in appsink) and that OpenCV was built with GStreamer"
+    if "://" in text:
+        return "check the URL, credentials and network path to the camera (try it in `ffplay`)"
+    return "set camera.source (or KIOSK_CAMERA__SOURCE) to a device index, pipeline, URL, video file or image folder"
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+def check_providers(ctx: KioskContext) -> list[Finding]:
+    import onnxruntime
+
+    wanted = ctx.settings.models.onnx_providers
+    have = onnxruntime.get_available_providers()
+    missing = [p for p in wanted if p not in have]
+    if missing:
+        return [Finding("onnx providers", "warn", f"onnxruntime lacks {', '.join(missing)} (has {', '.join(have)}); models run on what is left",
+                        "install the GPU build of onnxruntime (the `gpu` extra), or drop them from models.onnx_providers")]
+    return [Finding("onnx providers", "ok", ", ".join(wanted))]
+
+
+def check_detector(ctx: KioskContext) -> list[Finding]:
+    fix = "set models.detector (or KIOSK_MODELS__DETECTOR) to an SCRFD ONNX file with keypoints, e.g. scrfd_500m_bnkps.onnx"
+    try:
+        detector = ctx.detector
+        detection = detector.detect(np.zeros((480, 640, 3), np.uint8))
+    except Exception as exc:
+        return [Finding("detector", "fail", _one_line(exc), fix)]
+    if detection.faces:
+        return [Finding("detector", "fail", f"{detector.model_path} finds faces in a black frame", fix)]
+    return [Finding("detector", "ok", f"{detector.model_path} (ran on a test frame)")]
+
+
+def check_embedder(ctx: KioskContext) -> list[Finding]:
+    fix = "set models.embedder (or KIOSK_MODELS__EMBEDDER) to a 112x112 ArcFace-family ONNX file, e.g. mobilefacenet.onnx"
+    try:
+        embedder = ctx.embedder
+        vector = embedder.embed([np.full((112, 112, 3), 128, np.uint8)])
+    except Exception as exc:
+        return [Finding("embedder", "fail", _one_line(exc), fix)]
+    if vector.shape[0] != 1 or not np.all(np.isfinite(vector)):
+        return [Finding("embedder", "fail", f"{embedder.model_path} gives no usable embedding", fix)]
+    return [Finding("embedder", "ok", f"{embedder.model_path} ({vector.shape[1]}-d embeddings)")]
+
+
+def check_recogniser(ctx: KioskContext) -> list[Finding]:
+    from kiosk.recognition.selection import load_recogniser
+
+    try:
+        selection = load_recogniser(ctx)
+    except Exception as exc:
+        return [Finding("recogniser", "fail", _one_line(exc), _recogniser_fix(str(exc)))]
+    return [Finding("recogniser", "ok", selection.reason)]
+
+
+def _recogniser_fix(message: str) -> str:
+    if "enrol" in message:
+        return "enrol people (`kiosk enroll NAME PHOTOS...`), then run `kiosk retrain`"
+    if "CLIP" in message:
+        return "set recognition.recogniser to auto or face, or install a build with the CLIP recogniser"
+    return "run `kiosk retrain` to rebuild the model; `kiosk -vv doctor` shows more"
+
+
+def check_clip(ctx: KioskContext) -> list[Finding]:
+    """CLIP weights: a local file must exist; a pretrained tag needs the network on first use."""
+    models, wanted = ctx.settings.models, ctx.settings.recognition.recogniser
+    severity: Status = "fail" if wanted in ("clip", "hybrid") else "warn"
+    weights = models.clip_pretrained
+    looks_like_file = weights.endswith((".pt", ".bin", ".safetensors", ".pth")) or os.sep in weights
+    if looks_like_file:
+        path = Path(weights) if Path(weights).is_absolute() else ctx.settings.home / weights
+        if not path.is_file():
+            return [Finding("clip", severity, f"models.clip_pretrained names a file that does not exist: {path}",
+                            "copy the CLIP weights there, or set models.clip_pretrained (or KIOSK_MODELS__CLIP_PRETRAINED)")]
+        return [Finding("clip", "ok", f"{models.clip_model} weights file {path}")]
+    return [Finding("clip", severity,
+                    f"models.clip_pretrained = {weights!r} is a pretrained tag: open_clip downloads it on first use, "
+                    f"which fails without a network" + ("; auto uses the face recogniser alone then" if wanted == "auto" else ""),
+                    "download the weights once elsewhere and set models.clip_pretrained to the local file")]
+
+
+# --- database ------------------------------------------------------------------------------------
+
+
+def check_database(ctx: KioskContext) -> list[Finding]:
+    from sqlalchemy import text
+
+    from db.session import current_revision
+
+    url = ctx.settings.database_url
+    fix = f"make {ctx.settings.home} writable by the service user (`chown -R kiosk: {ctx.settings.home}`), or fix database.url"
+    try:
+        engine = ctx.engine
+        revision = current_revision(engine)
+        with engine.begin() as conn:
+            conn.execute(text("SELECT count(*) FROM access_events")).scalar()
+            journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar() if engine.dialect.name == "sqlite" else None
+            # A real committed write, then its undoing: proves the file (and its WAL) take writes.
+            conn.execute(text("CREATE TABLE IF NOT EXISTS doctor_write_probe (x INTEGER)"))
+            conn.execute(text("DROP TABLE doctor_write_probe"))
+        if not os.access(ctx.settings.home, os.W_OK):
+            raise KioskError(f"the data directory {ctx.settings.home} is not writable (crops and models go there)")
+    except Exception as exc:
+        return [Finding("database", "fail", f"{_safe_url(url)}: {_one_line(exc)}", fix)]
+    findings = [Finding("database", "ok", f"{_safe_url(url)} migrated to {revision}, writable")]
+    if journal is not None and str(journal).lower() != "wal":
+        findings.append(Finding("database", "fail", f"journal mode is {journal}, not WAL: the admin app and the door would block each other",
+                                "put the database on a local file system that supports WAL (not a network share)"))
+    return findings
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- GPIO ----------------------------------------------------------------------------------------
+
+
+def check_gpio(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
+    from kiosk.door.relay import build_relay
+    from kiosk.door.sensors import build_sensors
+    from kiosk.door.gpio_board import open_board
+
+    hw = ctx.settings.door_hardware
+    if service is not None:
+        return [Finding("gpio", "ok", f"relay and inputs held by the running door service (pid {service.pid}); door {service.door_state}")]
+    try:
+        board = open_board(hw)
+    except KioskError as exc:
+        return [Finding("gpio", "fail", str(exc), "set door_hardware.pin_factory to a backend this board has (auto picks one)")]
+    findings = [Finding("gpio", "warn" if board.is_mock and hw.pin_factory == "auto" else "ok", board.description,
+                        "on a real door: install lgpio (Raspberry Pi) or Jetson.GPIO (Jetson)" if board.is_mock and hw.pin_factory == "auto" else "")]
+    pin_fix = "check door_hardware pin numbers against the wiring, that no other program holds the pin, and that the service user is in the gpio group"
+    with _claimed(build_relay, hw, board) as relay:
+        if isinstance(relay, Exception):
+            return [*findings, Finding("relay", "fail", _one_line(relay), pin_fix)]
+        if relay.is_open:
+            return [*findings, Finding("relay", "fail", "relay reads open right after start-up", "check relay_active_high against the relay board")]
+        level = "high" if hw.relay_active_high is False else "low"
+        findings.append(Finding("relay", "ok", f"pin {hw.relay_pin} claimed and closed (driven {level})"))
+        if hw.contact_pin is None and hw.exit_pin is None:
+            return findings
+        with _claimed(build_sensors, hw, relay, lambda event: None, board) as sensors:
+            if isinstance(sensors, Exception):
+                findings.append(Finding("door inputs", "fail", _one_line(sensors), pin_fix))
+            else:
+                if sensors.door_open is not None:
+                    findings.append(Finding("door contact", "ok", f"pin {hw.contact_pin} reads the door {'open' if sensors.door_open else 'closed'}"))
+                if hw.exit_pin is not None:
+                    findings.append(Finding("exit button", "ok", f"pin {hw.exit_pin} claimed"))
+    return findings
+
+
+@contextmanager
+def _claimed(build: Callable[..., object], *args: object) -> Iterator[object]:
+    """Build a device for the check, yield it (or the exception), and always release it."""
+    try:
+        device = build(*args)
+    except Exception as exc:
+        yield exc
+        return
+    try:
+        yield device
+    finally:
+        for release in ("shutdown", "close"):
+            if hasattr(device, release):
+                getattr(device, release)()
+                break
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def configuration_problem(exc: KioskError) -> Finding:
+    """A configuration that does not load is the one thing doctor can report then."""
+    return Finding("configuration", "fail", str(exc), "fix the key it names in the TOML file or its KIOSK_* environment variable")

@@ -1,0 +1,403 @@
+"""The running door: camera -> door loop -> access log -> relay, plus everything around it.
+
+`DoorService` is built from its parts (settings, camera, detector, recogniser, relay,
+database sessions, clock) by `build_door_service`, so `kiosk run`, the door display, the
+demo and the tests all run the same object and hand in their own camera or relay instead of
+patching. Around the per-frame work it keeps the promises of an unattended door:
+
+- fail-secure: the relay is closed at start and on every way out of `run` (stop, exhausted
+  replay, exception);
+- an event is committed before the relay is pulsed; an event that cannot be stored keeps
+  the door shut;
+- the camera never kills the service (`ResilientCamera` reopens it with backoff), and a
+  slow loop drops frames rather than falling behind;
+- a newer model version is loaded in a background thread and swapped in with one
+  assignment, so the camera loop never waits for a model to load;
+- the status file is rewritten about once a second and systemd's watchdog is pinged from the
+  loop itself, so a stalled loop is noticed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Calibration, TrainingRun
+from kiosk.door.access_log import AccessLog, EventDraft
+from kiosk.vision.camera import Frame, ResilientCamera
+from kiosk.clock import Clock, SystemClock
+from kiosk.config import Settings
+from kiosk.door.decision_policy import DecisionPolicy, Verdict, load_access_rules
+from kiosk.errors import KioskError
+from kiosk.storage.thumbnails import save_thumbnail
+from kiosk.door.threshold_override import threshold_in_force
+from kiosk.recognition.base import Recogniser
+from kiosk.door.frame_loop import DoorLoop, FrameResult, StageTimes
+from kiosk.door.relay import DoorRelay
+from kiosk.door.status import DoorDecision, DoorStatus, write_status
+from kiosk.vision.face_alignment import ARCFACE_SIZE
+from kiosk.vision.face_detection import FaceDetector
+from kiosk.vision.face_tracker import FaceTracker
+from kiosk.door.frame_handover import FrameHandover
+from kiosk.recognition.selection import Selection
+from kiosk.door.service_notify import ServiceNotifier
+
+if TYPE_CHECKING:
+    from kiosk.context import KioskContext
+    from kiosk.door.sensors import DoorEvent, DoorSensors, EventCallback
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[DoorDecision], None]
+SensorsFactory = Callable[["EventCallback"], "DoorSensors"]
+STATUS_EVERY = 1.0
+STORED_DOOR_EVENTS = frozenset({"forced", "held-open", "exit-request"})
+
+
+@dataclass
+class DoorStats:
+    """Counters the benchmark, the demo and the tests read after (or during) a run."""
+
+    frames: int = 0
+    dropped: int = 0  # frames the camera delivered that the loop was too busy to take
+    faces: int = 0
+    skipped_faces: int = 0
+    events: int = 0
+    grants: int = 0
+    refusals: int = 0
+    store_failures: int = 0
+    pulses: int = 0
+    reloads: int = 0
+    reload_failures: int = 0
+    pulse_latencies: list[float] = field(default_factory=list)  # first frame of the track -> relay pulse, s
+    event_ids: list[int] = field(default_factory=list)
+
+
+class DoorService:
+    def __init__(
+        self,
+        settings: Settings,
+        camera: ResilientCamera,
+        detector: FaceDetector,
+        selection: Selection,
+        relay: DoorRelay,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        loader: Callable[[], Selection] | None = None,
+        sensors: SensorsFactory | None = None,
+        notifier: ServiceNotifier | None = None,
+    ):
+        self.settings = settings
+        self.camera = camera
+        self.relay = relay
+        self.sessions = sessions
+        self.clock = clock
+        self._selection = selection
+        self._loader = loader
+        self._sensors_factory = sensors
+        self._sensors: DoorSensors | None = None
+        self.notifier = notifier or ServiceNotifier()
+        policy = settings.policy
+        self.times = StageTimes()
+        self.policy = DecisionPolicy(policy, threshold_in_force(settings).value, load_access_rules(sessions))
+        tracker = FaceTracker(policy.track_iou, policy.track_max_missed)
+        self.loop = DoorLoop(detector, tracker, self.policy, policy.max_faces, self.times)
+        thumbs = partial(save_thumbnail, settings) if settings.privacy.thumbnails else None
+        self.access_log = AccessLog(sessions, settings.door, settings.home, thumbs)
+        self.handover = FrameHandover(settings.home)
+        self.stats = DoorStats()
+        self._listeners: list[Listener] = []
+        self._track_labels: dict[int, str] = {}  # replays: the file each live track was last seen in
+        self._door_events: queue.SimpleQueue[DoorEvent] = queue.SimpleQueue()
+        self._seen_run = self._newest_run()
+        self._fps = 0.0
+        self._status_at = 0.0
+        self._status_frames = 0
+
+    # --- what the screens use ---------------------------------------------------------------
+
+    def add_listener(self, callback: Listener) -> None:
+        """Called with every decision that became an access event, on the loop's thread."""
+        self._listeners.append(callback)
+
+    @property
+    def selection(self) -> Selection:
+        return self._selection
+
+    def status(self) -> DoorStatus:
+        rec = self._selection.recogniser
+        if self._sensors is not None:
+            door_state = self._sensors.state
+        else:
+            door_state = "open" if self.relay.is_open else "closed"
+        return DoorStatus(
+            door=self.settings.door,
+            door_state=door_state,
+            camera=self.camera.state,
+            fps=round(self._fps, 1),
+            recogniser=rec.name,
+            model_version=rec.model_version,
+            threshold=self.policy.threshold,
+            updated=time.time(),
+            pid=os.getpid(),
+        )
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Watch the door until ``stop`` is set or a replayed camera is exhausted."""
+        self.relay.close()
+        log.info("recogniser: %s", self._selection.reason)
+        log.info("camera: %s", self.camera.description)
+        watcher: threading.Thread | None = None
+        watcher_stop = threading.Event()
+        try:
+            if self._sensors_factory is not None:
+                self._sensors = self._sensors_factory(self._door_events.put)
+            if self._loader is not None:
+                watcher = threading.Thread(target=self._watch_models, args=(watcher_stop,), name="model-reload", daemon=True)
+                watcher.start()
+            self._write_status()
+            self.notifier.ready(f"watching {self.settings.door}: {self._selection.reason}")
+            camera_was_ok = True
+            while not stop.is_set():
+                self.notifier.watchdog()
+                self._store_door_events()
+                started = self.clock.monotonic()
+                t0 = time.perf_counter()
+                frame = self.camera.read()
+                if frame is None:
+                    if self.camera.exhausted:
+                        log.info("camera replay finished")
+                        break
+                    if camera_was_ok and self.camera.state != "ok":
+                        for verdict in self.loop.lose_everyone(self._selection.recogniser, self.clock.monotonic(), self.clock.now()):
+                            self._act(verdict, None, None)
+                        self._track_labels.clear()
+                        self.notifier.status(f"camera {self.camera.state}: {self.camera.description}")
+                    camera_was_ok = self.camera.state == "ok"
+                    self._maybe_status()
+                    stop.wait(min(max(self.camera.seconds_until_retry(), 0.002), 0.05))
+                    continue
+                camera_was_ok = True
+                self.times.totals["decode"] += time.perf_counter() - t0
+                self._handle(frame, started)
+                self._maybe_status()
+        finally:
+            self.relay.close()
+            watcher_stop.set()
+            if self._sensors is not None:
+                self._sensors.close()
+            self.camera.close()
+            self.stats.dropped = self.camera.dropped
+            self._store_door_events()
+            if watcher is not None:
+                watcher.join(timeout=5.0)
+            self.notifier.stopping()
+            self._write_status()
+
+    def _handle(self, frame: Frame, started: float) -> None:
+        self.handover.offer(frame.image)
+        selection = self._selection  # one read: a reload swaps it between frames, never within
+        result = self.loop.process(frame.image, selection.recogniser, started, self.clock.now())
+        self.stats.frames += 1
+        self.stats.faces += len(result.faces)
+        self.stats.skipped_faces += result.skipped_faces
+        if frame.label:
+            self._track_labels.update(dict.fromkeys(result.track_ids, frame.label))
+        for verdict in result.verdicts:
+            self._act(verdict, result, frame)
+        for track_id in result.ended:
+            self._track_labels.pop(track_id, None)
+
+    def _act(self, verdict: Verdict, result: FrameResult | None, frame: Frame | None) -> None:
+        """Store the event, then (and only then) open the door, then tell the listeners."""
+        details = dict(verdict.details)
+        label = self._track_labels.get(verdict.track_id) or (frame.label if frame is not None else "")
+        if label:
+            details["frame"] = label
+        thumbnail = None
+        if self.settings.privacy.thumbnails and result is not None and verdict.index >= 0:
+            thumbnail = result.crops[verdict.index].at(ARCFACE_SIZE)
+        draft = EventDraft(
+            time=self.clock.now(),
+            person=verdict.person,
+            granted=verdict.granted,
+            probability=verdict.probability,
+            reason=verdict.reason,
+            recogniser=verdict.recogniser,
+            model_version=verdict.model_version,
+            track_id=verdict.track_id,
+            tailgating=verdict.tailgating,
+            thumbnail=thumbnail,
+            details=details,
+        )
+        granted, reason = verdict.granted, verdict.reason
+        try:
+            with self.times.measure("store"):
+                event_id = self.access_log.record(draft)
+        except (SQLAlchemyError, OSError) as exc:
+            self.stats.store_failures += 1
+            log.error("access event could not be stored, door stays shut: %s", exc)
+            granted, reason = False, "event could not be stored"
+        else:
+            self.stats.events += 1
+            self.stats.event_ids.append(event_id)
+            if granted:
+                self.relay.pulse(self.settings.door_hardware.pulse_seconds)
+                self.stats.pulses += 1
+                self.stats.pulse_latencies.append(self.clock.monotonic() - verdict.first_seen)
+        if granted:
+            self.stats.grants += 1
+        else:
+            self.stats.refusals += 1
+        decision = DoorDecision(draft.time, verdict.person, verdict.probability, granted, reason, verdict.track_id, verdict.tailgating)
+        for listener in self._listeners:
+            try:
+                listener(decision)
+            except Exception:  # a broken screen must not stop the door
+                log.exception("door decision listener failed")
+
+    def _store_door_events(self) -> None:
+        """Alarms and exit requests from the door sensors, written from the loop's thread."""
+        while True:
+            try:
+                event = self._door_events.get_nowait()
+            except queue.Empty:
+                return
+            if event.kind not in STORED_DOOR_EVENTS:
+                continue
+            draft = EventDraft(
+                time=event.time, person=None, granted=event.kind == "exit-request", probability=None,
+                reason=f"door {event.kind}: {event.detail}", details={"door_event": event.kind},
+            )
+            try:
+                self.stats.event_ids.append(self.access_log.record(draft))
+                self.stats.events += 1
+            except (SQLAlchemyError, OSError) as exc:
+                self.stats.store_failures += 1
+                log.error("door event %s could not be stored: %s", event.kind, exc)
+
+    # --- status and hot reload ---------------------------------------------------------------
+
+    def _maybe_status(self) -> None:
+        now = time.monotonic()
+        if now - self._status_at >= STATUS_EVERY:
+            elapsed = now - self._status_at if self._status_at else 0.0
+            self._fps = (self.stats.frames - self._status_frames) / elapsed if elapsed else 0.0
+            self._status_frames = self.stats.frames
+            self._status_at = now
+            self._write_status()
+
+    def _write_status(self) -> None:
+        try:
+            write_status(self.settings.home, self.status())
+        except OSError as exc:  # a full disk must not stop the door; the admin app sees it stale
+            log.warning("status file not written: %s", exc)
+
+    def _newest_run(self) -> tuple[int | None, int | None]:
+        """The newest complete model version and the newest calibration: a change in either reloads."""
+        with self.sessions() as session:
+            run = session.scalar(select(func.max(TrainingRun.id)).where(TrainingRun.status == "complete"))
+            calibration = session.scalar(select(func.max(Calibration.id)))
+        return run, calibration
+
+    def _watch_models(self, stop: threading.Event) -> None:
+        """Background thread: load a newer complete model version and swap it in; refresh rules."""
+        interval = self.settings.policy.reload_check_seconds
+        while not stop.wait(interval):
+            self._refresh_threshold()
+            try:
+                self.policy.rules = load_access_rules(self.sessions)
+                newest = self._newest_run()
+            except SQLAlchemyError as exc:
+                log.warning("could not check for a new model: %s", exc)
+                continue
+            if newest == self._seen_run:
+                continue
+            self._seen_run = newest
+            self.reload()
+
+    def _refresh_threshold(self) -> None:
+        """Pick up a threshold the admin changed; an unreadable override keeps the one in force."""
+        try:
+            threshold = threshold_in_force(self.settings)
+        except KioskError as exc:
+            log.error("%s; keeping threshold %.3f", exc, self.policy.threshold)
+            return
+        if threshold.value != self.policy.threshold:
+            log.warning("threshold %.3f -> %.3f (%s)", self.policy.threshold, threshold.value, threshold.source)
+            self.policy.threshold = threshold.value
+
+    def reload(self) -> bool:
+        """Load the model version in force now and swap it in; the old one stays if loading fails."""
+        if self._loader is None:
+            return False
+        try:
+            selection = self._loader()
+        except Exception as exc:  # a corrupt or missing artifact: keep the door on the old model
+            self.stats.reload_failures += 1
+            log.error("new model not loaded, keeping %s: %s", self._selection.reason, exc)
+            return False
+        old = self._selection.recogniser
+        new = selection.recogniser
+        if _identity(new) == _identity(old):
+            return False
+        self._selection = selection
+        self.stats.reloads += 1
+        log.warning("model reloaded: %s", selection.reason)
+        self.notifier.status(f"model reloaded: {selection.reason}")
+        return True
+
+
+def _identity(recogniser: Recogniser) -> tuple[object, ...]:
+    """What makes two loaded recognisers the same: name, version, and the calibrations applied."""
+    parts = [recogniser, *(getattr(recogniser, part, None) for part in ("clip", "face"))]
+    return (recogniser.name, recogniser.model_version, *(getattr(p, "calibration_id", None) for p in parts))
+
+
+def build_door_service(
+    ctx: KioskContext,
+    camera: ResilientCamera,
+    relay: DoorRelay,
+    clock: Clock | None = None,
+    selection: Selection | None = None,
+    detector: FaceDetector | None = None,
+    sensors: SensorsFactory | None = None,
+    notifier: ServiceNotifier | None = None,
+) -> DoorService:
+    """The door service from a context's settings, database and models, and the given hardware.
+
+    The recogniser in force is loaded now (``selection`` overrides it) and reloaded whenever a
+    newer version completes. The door's detector skips the padded second pass enrolment uses:
+    at a door, the next frame is the second chance.
+    """
+    from kiosk.recognition.selection import load_recogniser
+
+    settings = ctx.settings
+    if detector is None:
+        door_detection = settings.detection.model_copy(update={"pad_fraction": 0.0})
+        detector = FaceDetector.from_settings(settings.models, door_detection)
+    return DoorService(
+        settings=settings,
+        camera=camera,
+        detector=detector,
+        selection=selection or load_recogniser(ctx),
+        relay=relay,
+        sessions=ctx.sessions,
+        clock=clock or SystemClock(),
+        loader=lambda: load_recogniser(ctx),
+        sensors=sensors,
+        notifier=notifier,
+    )

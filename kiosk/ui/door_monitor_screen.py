@@ -1,0 +1,127 @@
+"""Door screen: what the door service is doing now, and its latest decisions as they are logged.
+
+The service is another process: its state comes from its status file (door_status) and its
+decisions from the access_events table. Both are polled in a thread worker, so a slow disk or
+a busy database never freezes the UI; the table is redrawn only when a new event arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from textual import work
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Static
+
+from db.models import AccessEvent
+from kiosk.door.status import DoorStatus, read_status
+from kiosk.errors import KioskError
+from kiosk.recognition.face_recogniser import NAME as FACE
+from kiosk.recognition.model_registry import ModelRegistry
+from kiosk.door.threshold_override import threshold_in_force
+from kiosk.ui.text import prob, when
+
+if TYPE_CHECKING:
+    from kiosk.ui.admin_app import AdminApp
+
+FEED_ROWS = 50
+STALE_SECONDS = 5.0  # the service writes its status about once a second
+
+
+@dataclass(frozen=True)
+class DoorView:
+    status: DoorStatus | None
+    model: str  # the version in force per the registry
+    threshold: str
+    events: list[AccessEvent]
+
+
+class DoorScreen(Screen[None]):
+    DEFAULT_CSS = """
+    #door-status { height: auto; border: round $primary; padding: 0 1; }
+    #feed { height: 1fr; }
+    """
+
+    app: AdminApp
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last_event: int | None = -1
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("reading the door service's status...", id="door-status")
+        table: DataTable[str] = DataTable(id="feed", cursor_type="row", zebra_stripes=True)
+        table.add_columns("time", "person", "prob", "decision", "reason")
+        table.border_title = "latest decisions"
+        yield table
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.sub_title = "door"
+        self.query_one("#door-status").border_title = "door service"
+        self._timer = self.set_interval(self.app.poll_seconds, self.poll)
+        self.poll()
+
+    def on_screen_suspend(self) -> None:
+        if self._timer:
+            self._timer.pause()
+
+    def on_screen_resume(self) -> None:
+        if self._timer:
+            self._timer.resume()
+            self.poll()
+
+    @work(thread=True, exclusive=True, group="door-poll")
+    def poll(self) -> None:
+        kiosk = self.app.kiosk
+        try:
+            threshold = threshold_in_force(kiosk.settings)
+            threshold_text = f"{threshold.value:.3f} ({threshold.source})"
+        except KioskError as exc:
+            threshold_text = f"unreadable: {exc}"
+        run = ModelRegistry(kiosk.sessions, kiosk.settings.artifacts_dir).in_force(FACE)
+        with kiosk.sessions() as session:
+            events = list(session.scalars(select(AccessEvent).order_by(AccessEvent.id.desc()).limit(FEED_ROWS)))
+        view = DoorView(read_status(kiosk.settings.home), f"{FACE} v{run.id}" if run else "no model trained", threshold_text, events)
+        self.app.call_from_thread(self._show, view)
+
+    def _show(self, view: DoorView) -> None:
+        self.query_one("#door-status", Static).update(self._status_text(view))
+        newest = view.events[0].id if view.events else None
+        if newest == self._last_event:
+            return
+        self._last_event = newest
+        table = self.query_one("#feed", DataTable)
+        table.clear()
+        for e in view.events:
+            decision = "[green]GRANTED[/]" if e.granted else "[red]refused[/]"
+            table.add_row(when(e.time, self.app.tz), e.person_name or "(unknown)", prob(e.probability), decision, e.reason, key=str(e.id))
+
+    def _status_text(self, view: DoorView) -> str:
+        s = view.status
+        now = self.app.clock().timestamp()
+        if s is None:
+            service = "[red]not running[/] (no status file)"
+            lines = [f"Service     {service}", f"Model       {view.model} in force", f"Threshold   {view.threshold}"]
+            return "\n".join(lines)
+        age = s.age(now)
+        if age > STALE_SECONDS:
+            service = f"[red]not responding[/]: last status {age:.0f} s ago"
+        else:
+            service = f"[green]running[/] (pid {s.pid}, status {age:.0f} s old)"
+        camera = s.camera if s.camera == "ok" else f"[red]{s.camera}[/]"
+        version = f"v{s.model_version}" if s.model_version is not None else "no model"
+        return "\n".join(
+            [
+                f"Service     {service}",
+                f"Door        {s.door}: {s.door_state}     Camera {camera}, {s.fps:.1f} fps",
+                f"Recogniser  {s.recogniser} {version}     (registry: {view.model} in force)",
+                f"Threshold   {s.threshold:.3f} applied by the door; set: {view.threshold}",
+            ]
+        )
