@@ -75,8 +75,8 @@ class Stop(Exception):
 def child_kiosk(people: int, batch: int, steps: int) -> dict[str, object]:
     import numpy as np
 
-    from kiosk.training.clip_fine_tune import class_prompts, fine_tune
     from kiosk.config import TrainingConfig
+    from kiosk.training.clip_fine_tune import class_prompts, fine_tune
 
     clip = load_rn50_random()
     loaded = peak_rss_gib()

@@ -26,14 +26,14 @@ def photos(folder: Path) -> list[Path]:
 
 def enrolled_home(home: Path, people: int, per_person: int = 12, **settings_overrides: object):
     """A KioskContext on ``home`` with the first ``people`` DEV people enrolled and a face model."""
+    from kiosk.admin.enrolment import Enroller
     from kiosk.config import ModelPaths, Settings
     from kiosk.context import KioskContext
-    from kiosk.admin.enrolment import Enroller
     from kiosk.training.retrain import retrain
 
     settings = Settings(home=home, models=ModelPaths(detector=DETECTOR, embedder=EMBEDDER), **settings_overrides)
     ctx = KioskContext(settings)
-    enroller = Enroller(ctx.sessions, ctx.detector, settings.crops_dir)
+    enroller = Enroller(ctx.sessions, ctx.detector, ctx.crops)
     started = time.perf_counter()
     chosen = sorted(p for p in DEV.iterdir() if p.is_dir())[:people]
     for i, person in enumerate(chosen, 1):
@@ -56,10 +56,10 @@ def replay_folder(folder: Path, people: list[Path], strangers: int, per_stranger
 
 def mock_relay():
     """The real relay code on gpiozero's mock pins (no GPIO here)."""
-    from kiosk.config import DoorConfig
+    from kiosk.config import DoorHardwareConfig
     from kiosk.door.relay import build_relay
 
-    return build_relay(DoorConfig(pin_factory="mock", pulse_seconds=0.5))
+    return build_relay(DoorHardwareConfig(pin_factory="mock", pulse_seconds=0.5))
 
 
 def rn50_tower(folder: Path, threads: int):
@@ -78,8 +78,8 @@ def timing_only_clip(tower, face):
 
     Named plainly so no figure from it is mistaken for CLIP recognition: the features are discarded.
     """
-    from kiosk.vision.face_alignment import CLIP_SIZE
     from kiosk.recognition.base import Prediction, Recogniser
+    from kiosk.vision.face_alignment import CLIP_SIZE
 
     class TimingOnlyClip(Recogniser):
         name = "clip"

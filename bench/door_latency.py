@@ -37,8 +37,6 @@ from pathlib import Path
 
 from door_common import enrolled_home, mock_relay, replay_folder, rn50_tower, timing_only_clip
 
-import numpy as np
-
 
 def alone_ms(run, repeats: int = 30) -> float:
     """Median milliseconds of one call, after two warm-up calls."""
@@ -53,8 +51,8 @@ def alone_ms(run, repeats: int = 30) -> float:
 
 
 def run_variant(name: str, ctx, replay: Path, selection, detector) -> dict[str, object]:
-    from kiosk.vision.camera import ReplaySource, ResilientCamera
     from kiosk.door.service import build_door_service
+    from kiosk.vision.camera import ReplaySource, ResilientCamera
 
     source = ReplaySource.from_path(replay, ctx.settings.camera)
     relay = mock_relay()
@@ -93,16 +91,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from kiosk.config import CameraConfig
-    from kiosk.vision.face_detection import FaceDetector
-    from kiosk.recognition.face_embedder import FaceEmbedder
-    from kiosk.vision.face_alignment import ARCFACE_SIZE, CLIP_SIZE
-    from kiosk.vision.face_detection import primary_face
-    from kiosk.recognition.clip_onnx import int8_image_tower
-    from kiosk.recognition.hybrid_recogniser import HybridRecogniser
-    from kiosk.vision.images import read_image
     from kiosk.recognition.base import FaceCrops
-    from kiosk.storage.samples import spread_crops
+    from kiosk.recognition.clip_onnx import int8_image_tower
+    from kiosk.recognition.face_embedder import FaceEmbedder
+    from kiosk.recognition.hybrid_recogniser import HybridRecogniser
     from kiosk.recognition.selection import Selection, load_recogniser
+    from kiosk.storage.samples import spread_crops
+    from kiosk.vision.face_alignment import ARCFACE_SIZE, CLIP_SIZE
+    from kiosk.vision.face_detection import FaceDetector, primary_face
+    from kiosk.vision.images import read_image
 
     with tempfile.TemporaryDirectory(prefix="door-latency-") as tmp:
         root = Path(tmp)
@@ -117,7 +114,7 @@ def main() -> None:
         recognition = ctx.settings.recognition
         gate, refresh = recognition.hybrid_gate, recognition.hybrid_clip_refresh_frames
 
-        int8 = int8_image_tower(tower, lambda: spread_crops(ctx.sessions, ctx.settings.crops_dir), recognition.clip_int8_min_cosine, ["CPUExecutionProvider"], args.threads)
+        int8 = int8_image_tower(tower, lambda: spread_crops(ctx.sessions, ctx.crops), recognition.clip_int8_min_cosine, ["CPUExecutionProvider"], args.threads)
         if int8 is tower:
             sys.exit("the int8 RN50 tower strayed past recognition.clip_int8_min_cosine; nothing to compare")
 

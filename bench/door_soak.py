@@ -46,11 +46,11 @@ def main() -> int:
     from sqlalchemy import func, select
 
     from db.models import AccessEvent
-    from kiosk.vision.camera import ReplaySource, ResilientCamera
     from kiosk.config import CameraConfig, DetectionConfig, PolicyConfig
     from kiosk.door.service import build_door_service
     from kiosk.recognition.hybrid_recogniser import HybridRecogniser
     from kiosk.recognition.selection import Selection, load_recogniser
+    from kiosk.vision.camera import ReplaySource, ResilientCamera
 
     with tempfile.TemporaryDirectory(prefix="door-soak-") as tmp:
         root = Path(tmp)

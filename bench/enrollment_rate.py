@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kiosk.admin.enrolment import Enroller
 from kiosk.config import DetectionConfig, ModelPaths, Settings
 from kiosk.context import KioskContext
-from kiosk.admin.enrolment import Enroller
 from kiosk.vision.face_alignment import CLIP_SIZE, align
 from kiosk.vision.face_detection import FaceDetector, primary_face
 from kiosk.vision.images import decode_image, iter_image_files
@@ -52,7 +52,7 @@ def end_to_end(files: list[Path], detector_path: Path, threads: int) -> float:
         settings = Settings(home=Path(tmp), models=ModelPaths(detector=detector_path))
         ctx = KioskContext(settings)
         ctx.__dict__["detector"] = FaceDetector(detector_path, settings.detection, ["CPUExecutionProvider"], threads)
-        enroller = Enroller(ctx.sessions, ctx.detector, settings.crops_dir)
+        enroller = Enroller(ctx.sessions, ctx.detector, ctx.crops)
         start = time.perf_counter()
         enroller.enroll("bench", files)
         return len(files) / (time.perf_counter() - start)

@@ -16,7 +16,7 @@ Methods, all with an explicit probability that the face is nobody the door may n
 
 Each fit is one Calibration row tied to the model version (TrainingRun) and to the threshold
 in force, so an auditor can see which mapping and threshold decided at the door when. The
-door applies the newest row for the version it loads (``apply_calibration``).
+door applies the newest row for the version it loads (kiosk.recognition.score_calibration).
 """
 
 from __future__ import annotations
@@ -27,15 +27,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
-from calibration.metrics import Attempt, expected_calibration_error, rates_at, reliability
+from calibration.metrics import Attempt, expected_calibration_error, rates_at, rates_grid, reliability
 from db.models import Calibration
 from kiosk.context import KioskContext
-from kiosk.storage.crop_store import read_crop
 from kiosk.errors import KioskError
-from kiosk.recognition.face_recogniser import FaceRecogniser, ScoreModel, enrolment_scores, fit_score_model, margins
-from kiosk.recognition.base import Candidate, FaceCrops, Prediction, Recogniser
+from kiosk.recognition.base import FaceCrops, Prediction, Recogniser
+from kiosk.recognition.face_recogniser import FaceRecogniser, fit_score_model, margins
+from kiosk.recognition.score_calibration import (
+    Calibrator,
+    Isotonic,
+    MarginLogistic,
+    Temperature,
+    log_softmax,
+    score_rows,
+    uncalibrated,
+    with_unknown_logit,
+)
 from kiosk.storage.samples import cached_features, load_samples
 
 METHODS = ("logistic", "isotonic", "temperature")
@@ -58,109 +66,6 @@ class ScoreTable:
         return ScoreTable(self.people, np.vstack([self.scores, other.scores]), np.concatenate([self.truth, other.truth]))
 
 
-class Calibrator:
-    """A fitted map from rows of raw scores to (candidate probabilities, unknown probability)."""
-
-    method: str
-
-    def __call__(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
-
-    @property
-    def params(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-class MarginLogistic(Calibrator):
-    method = "logistic"
-
-    def __init__(self, model: ScoreModel):
-        self.model = model
-
-    @classmethod
-    def fit(cls, table: ScoreTable, stranger_prior: float) -> MarginLogistic:
-        top = np.argmax(table.scores, axis=1)
-        rows = np.arange(len(top))
-        x = np.column_stack([table.scores[rows, top], margins(table.scores)[rows, top]])
-        right = top == table.truth
-        model, _ = fit_score_model(x[right], x[~right], stranger_prior)
-        return cls(model)
-
-    def __call__(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs = self.model(scores)
-        return probs, 1.0 - probs.max(axis=1)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return self.model.as_dict()
-
-
-class Isotonic(Calibrator):
-    method = "isotonic"
-
-    def __init__(self, x: np.ndarray, y: np.ndarray):
-        self.x, self.y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-
-    @classmethod
-    def fit(cls, table: ScoreTable, stranger_prior: float) -> Isotonic:
-        from sklearn.isotonic import IsotonicRegression
-
-        top = np.argmax(table.scores, axis=1)
-        s = table.scores[np.arange(len(top)), top]
-        right = (top == table.truth).astype(np.float64)
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, right, sample_weight=_prior_weights(right, stranger_prior))
-        return cls(iso.X_thresholds_, iso.y_thresholds_)
-
-    def __call__(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = np.asarray(scores, dtype=np.float64)
-        probs = np.interp(np.where(np.isfinite(s), s, self.x[0]), self.x, self.y)
-        probs = np.where(np.isfinite(s), probs, 0.0)
-        return probs, 1.0 - probs.max(axis=1)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"x": self.x.tolist(), "y": self.y.tolist()}
-
-
-class Temperature(Calibrator):
-    method = "temperature"
-
-    def __init__(self, temperature: float, unknown_logit: float):
-        self.temperature, self.unknown_logit = temperature, unknown_logit
-
-    @classmethod
-    def fit(cls, table: ScoreTable, stranger_prior: float) -> Temperature:
-        from scipy.optimize import minimize
-
-        target = np.where(table.truth >= 0, table.truth, table.scores.shape[1])
-        weights = _prior_weights((table.truth >= 0).astype(np.float64), stranger_prior)
-
-        def loss(theta: np.ndarray) -> float:
-            logp = _log_softmax(_with_unknown(table.scores, float(np.exp(theta[0])), float(theta[1])))
-            return float(-(weights * logp[np.arange(len(target)), target]).sum() / weights.sum())
-
-        start = np.array([0.0, float(np.median(table.scores.max(axis=1)))])
-        best = minimize(loss, start, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 4000})
-        return cls(float(np.exp(best.x[0])), float(best.x[1]))
-
-    def __call__(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p = np.exp(_log_softmax(_with_unknown(np.asarray(scores, dtype=np.float64), self.temperature, self.unknown_logit)))
-        return p[:, :-1], p[:, -1]
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "unknown_logit": self.unknown_logit}
-
-
-def _with_unknown(scores: np.ndarray, temperature: float, unknown: float) -> np.ndarray:
-    return np.column_stack([scores / temperature, np.full(len(scores), unknown)])
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    top = np.max(z, axis=1, keepdims=True)
-    return z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))
-
-
 def _prior_weights(genuine: np.ndarray, stranger_prior: float) -> np.ndarray:
     """Sample weights that make the strangers' share of the evidence equal the stated prior."""
     n_g, n_s = genuine.sum(), len(genuine) - genuine.sum()
@@ -169,83 +74,49 @@ def _prior_weights(genuine: np.ndarray, stranger_prior: float) -> np.ndarray:
     return np.where(genuine > 0, (1 - stranger_prior) / n_g, stranger_prior / n_s) * len(genuine)
 
 
-def calibrator_from(method: str, params: dict[str, Any]) -> Calibrator:
-    if method == MarginLogistic.method:
-        return MarginLogistic(ScoreModel(params["slope"], params["offset"], params.get("margin_weight", 0.0)))
-    if method == Isotonic.method:
-        return Isotonic(np.array(params["x"]), np.array(params["y"]))
-    if method == Temperature.method:
-        return Temperature(params["temperature"], params["unknown_logit"])
-    raise KioskError(f"unknown calibration method {method!r}: the door stays shut; run `kiosk calibrate` again")
+def _fit_logistic(table: ScoreTable, stranger_prior: float) -> MarginLogistic:
+    top = np.argmax(table.scores, axis=1)
+    rows = np.arange(len(top))
+    x = np.column_stack([table.scores[rows, top], margins(table.scores)[rows, top]])
+    right = top == table.truth
+    model, _ = fit_score_model(x[right], x[~right], stranger_prior)
+    return MarginLogistic(model)
+
+
+def _fit_isotonic(table: ScoreTable, stranger_prior: float) -> Isotonic:
+    from sklearn.isotonic import IsotonicRegression
+
+    top = np.argmax(table.scores, axis=1)
+    s = table.scores[np.arange(len(top)), top]
+    right = (top == table.truth).astype(np.float64)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, right, sample_weight=_prior_weights(right, stranger_prior))
+    return Isotonic(iso.X_thresholds_, iso.y_thresholds_)
+
+
+def _fit_temperature(table: ScoreTable, stranger_prior: float) -> Temperature:
+    from scipy.optimize import minimize
+
+    target = np.where(table.truth >= 0, table.truth, table.scores.shape[1])
+    weights = _prior_weights((table.truth >= 0).astype(np.float64), stranger_prior)
+
+    def loss(theta: np.ndarray) -> float:
+        logp = log_softmax(with_unknown_logit(table.scores, float(np.exp(theta[0])), float(theta[1])))
+        return float(-(weights * logp[np.arange(len(target)), target]).sum() / weights.sum())
+
+    start = np.array([0.0, float(np.median(table.scores.max(axis=1)))])
+    best = minimize(loss, start, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 4000})
+    return Temperature(float(np.exp(best.x[0])), float(best.x[1]))
 
 
 def fit(method: str, table: ScoreTable, stranger_prior: float) -> Calibrator:
-    kinds: dict[str, Any] = {c.method: c for c in (MarginLogistic, Isotonic, Temperature)}
+    kinds: dict[str, Callable[[ScoreTable, float], Calibrator]] = {
+        MarginLogistic.method: _fit_logistic, Isotonic.method: _fit_isotonic, Temperature.method: _fit_temperature,
+    }
     if method not in kinds:
         raise KioskError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
     if not (table.truth >= 0).any() or not (table.truth < 0).any():
         raise KioskError("calibration needs both genuine and stranger evidence: enrol at least two people")
-    return kinds[method].fit(table, stranger_prior)
-
-
-class CalibratedRecogniser(Recogniser):
-    """A loaded recogniser whose probabilities come from a stored Calibration row."""
-
-    def __init__(self, inner: Recogniser, calibrator: Calibrator, calibration_id: int | None):
-        self.inner = inner
-        self.calibrator = calibrator
-        self.calibration_id = calibration_id
-        self.name = inner.name
-        self.model_version = inner.model_version
-
-    @property
-    def people(self) -> list[str]:
-        return self.inner.people
-
-    def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
-        preds = self.inner.predict(faces, top_k=len(self.people))
-        if not preds:
-            return []
-        rows = score_rows(self.people, preds)
-        probs, unknown = self.calibrator(rows)
-        out = []
-        for row, p, u in zip(rows, probs, unknown):
-            order = np.lexsort((-row, -p))[:top_k]
-            top = [Candidate(self.people[i], float(p[i]), float(row[i])) for i in order]
-            out.append(Prediction(self.name, self.model_version, top, unknown=float(u)))
-        return out
-
-
-def score_rows(people: list[str], preds: list[Prediction]) -> np.ndarray:
-    """Raw scores in people order, from predictions that list every candidate."""
-    col = {p: i for i, p in enumerate(people)}
-    rows = np.full((len(preds), len(people)), -np.inf)
-    for r, pred in enumerate(preds):
-        for c in pred.top:
-            rows[r, col[c.person]] = c.score
-    return rows
-
-
-def latest_calibration(ctx: KioskContext, recogniser: str, model_version: int | None) -> Calibration | None:
-    with ctx.sessions() as session:
-        return session.scalars(
-            select(Calibration)
-            .where(Calibration.recogniser == recogniser, Calibration.training_run_id == model_version)
-            .order_by(Calibration.id.desc())
-            .limit(1)
-        ).first()
-
-
-def apply_calibration(ctx: KioskContext, model: Recogniser) -> Recogniser:
-    """The model with the newest calibration stored for its version, or unchanged if none."""
-    row = latest_calibration(ctx, model.name, model.model_version)
-    if row is None:
-        return model
-    return CalibratedRecogniser(model, calibrator_from(row.method, row.params), row.id)
-
-
-def uncalibrated(model: Recogniser) -> Recogniser:
-    return model.inner if isinstance(model, CalibratedRecogniser) else model
+    return kinds[method](table, stranger_prior)
 
 
 def enrolment_table(ctx: KioskContext, model: Recogniser, progress: Progress) -> ScoreTable:
@@ -257,7 +128,7 @@ def enrolment_table(ctx: KioskContext, model: Recogniser, progress: Progress) ->
         raise KioskError("no enrolled samples of the people in the model in force")
     truth = np.array([col[s.person] for s in samples])
     if isinstance(model, FaceRecogniser):
-        feats = cached_features(ctx.sessions, samples, ctx.embedder.encoder_key, ctx.embedder.embed)
+        feats = cached_features(ctx.sessions, ctx.crops, samples, ctx.embedder.encoder_key, ctx.embedder.embed)
         scores = (feats @ model.templates.T).astype(np.float64)
         genuine = scores.copy()
         sums = np.zeros((len(people), feats.shape[1]))
@@ -272,7 +143,7 @@ def enrolment_table(ctx: KioskContext, model: Recogniser, progress: Progress) ->
         progress("the model was trained on these samples: its genuine evidence is optimistic")
         preds: list[Prediction] = []
         for start in range(0, len(samples), 64):
-            crops = [FaceCrops.from_crop(read_crop(s.crop_path)) for s in samples[start : start + 64]]
+            crops = [FaceCrops.from_crop(ctx.crops.read(s.crop_path)) for s in samples[start : start + 64]]
             preds += model.predict(crops, top_k=len(people))
             progress(f"enrolled samples {min(start + 64, len(samples))}/{len(samples)}")
         scores = score_rows(people, preds)
@@ -286,11 +157,11 @@ def stranger_table(ctx: KioskContext, model: Recogniser, folder: Path, progress:
     """Rows for photos of people who are not enrolled (any folder layout)."""
     from kiosk.vision.face_alignment import CLIP_SIZE, align
     from kiosk.vision.face_detection import primary_face
-    from kiosk.vision.images import IMAGE_SUFFIXES, read_image
+    from kiosk.vision.images import image_files, read_image
 
     if not folder.is_dir():
         raise KioskError(f"strangers folder does not exist: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     known = {p.name for p in folder.iterdir() if p.is_dir()} & set(model.people)
     if known:
         raise KioskError(f"strangers folder holds enrolled people: {', '.join(sorted(known)[:5])}")
@@ -330,13 +201,6 @@ class CalibrationResult:
     attempts: list[Attempt]  # the evidence as door attempts, for the reliability diagram
 
 
-def _rates_grid(attempts: list[Attempt], step: float = 0.01) -> dict[str, list[float]]:
-    """FPIR and FNIR every ``step`` of threshold, so a screen can show the rates of any threshold."""
-    grid = [round(t, 4) for t in np.arange(0.0, 1.0 + step / 2, step)]
-    points = [rates_at(attempts, t) for t in grid]
-    return {"thresholds": grid, "fpir": [p.fpir for p in points], "fnir": [p.fnir for p in points]}
-
-
 def calibrate(
     ctx: KioskContext,
     method: str | None = None,
@@ -369,7 +233,7 @@ def calibrate(
         "ece": expected_calibration_error(bins),
         "fpir": at.fpir,  # at the threshold in force
         "fnir": at.fnir,
-        "curve": _rates_grid(attempts),
+        "curve": rates_grid(attempts),
         "reliability": [vars(b) for b in bins],
     }
     row = Calibration(

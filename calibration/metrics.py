@@ -91,6 +91,22 @@ def rates_at(attempts: Sequence[Attempt], threshold: float) -> Rates:
     )
 
 
+def rates_grid(attempts: Sequence[Attempt], step: float = 0.01) -> dict[str, list[float]]:
+    """FPIR and FNIR every ``step`` of threshold, stored with a calibration so a screen can show any threshold's rates."""
+    grid = [round(t, 4) for t in np.arange(0.0, 1.0 + step / 2, step)]
+    points = [rates_at(attempts, t) for t in grid]
+    return {"thresholds": grid, "fpir": [p.fpir for p in points], "fnir": [p.fnir for p in points]}
+
+
+def grid_rates_at(grid: dict[str, list[float]], threshold: float) -> tuple[float, float]:
+    """(FPIR, FNIR) at ``threshold``, interpolated on a grid made by ``rates_grid``."""
+    t = np.asarray(grid["thresholds"], dtype=float)
+    order = np.argsort(t)
+    fpir = float(np.interp(threshold, t[order], np.asarray(grid["fpir"], dtype=float)[order]))
+    fnir = float(np.interp(threshold, t[order], np.asarray(grid["fnir"], dtype=float)[order]))
+    return fpir, fnir
+
+
 def rank1_accuracy(attempts: Sequence[Attempt]) -> float:
     """Closed-set identification accuracy of the mated attempts, ignoring the threshold."""
     mated = [a for a in attempts if a.mated]

@@ -20,18 +20,20 @@ from typing import Any
 import numpy as np
 
 from calibration.metrics import Attempt, rank1_accuracy, rates_at
-from calibration.softmax_baseline import NAME as SOFTMAX, SoftmaxBaseline
+from calibration.softmax_baseline import NAME as SOFTMAX
+from calibration.softmax_baseline import SoftmaxBaseline
 from db.models import Evaluation as EvaluationRow
+from kiosk.admin.enrolment import STORED, Enroller
 from kiosk.config import DatabaseConfig
 from kiosk.context import KioskContext
-from kiosk.admin.enrolment import STORED, Enroller
 from kiosk.errors import ImageError, KioskError
+from kiosk.recognition.base import FaceCrops, Recogniser
+from kiosk.recognition.face_recogniser import NAME as FACE
+from kiosk.recognition.face_recogniser import FaceRecogniser, enrolment_scores
+from kiosk.storage.samples import Sample, cached_features, load_samples, split_samples
 from kiosk.vision.face_alignment import CLIP_SIZE, align
 from kiosk.vision.face_detection import primary_face
-from kiosk.recognition.face_recogniser import NAME as FACE, FaceRecogniser, enrolment_scores
-from kiosk.vision.images import IMAGE_SUFFIXES, read_image
-from kiosk.recognition.base import FaceCrops, Recogniser
-from kiosk.storage.samples import Sample, cached_features, load_samples, split_samples
+from kiosk.vision.images import image_files, read_image
 
 Progress = Callable[[str], None]
 BATCH = 64
@@ -99,11 +101,7 @@ class DoorFace:
 
 def photo_files(folder: Path) -> list[Path]:
     """Image files in a person's folder, in natural order (2.jpg before 10.jpg)."""
-
-    def key(p: Path) -> tuple[int, int | str]:
-        return (0, int(p.stem)) if p.stem.isdigit() else (1, p.name)
-
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=key)
+    return image_files(folder, recursive=False)
 
 
 def person_folders(dataset: Path, what: str) -> dict[str, list[Path]]:
@@ -176,7 +174,7 @@ def evaluate(
 
 
 def _enrol(ctx: KioskContext, enrol: dict[str, list[Path]], result: Evaluation, say: Progress) -> None:
-    enroller = Enroller(ctx.sessions, ctx.detector, ctx.settings.crops_dir, ctx.settings.detection.max_side)
+    enroller = Enroller(ctx.sessions, ctx.detector, ctx.crops, ctx.settings.detection.max_side)
     for i, (name, files) in enumerate(enrol.items(), start=1):
         summary = enroller.enroll(name, files, actor="eval")
         result.enrol_failed += [f"{r.path}: {r.reason}" for r in summary.results if r.status != STORED]
@@ -262,7 +260,7 @@ def _attempt(face: DoorFace, top: list[tuple[str, float, float]] | None) -> Atte
 
 def _enrolled_features(ctx: KioskContext) -> tuple[np.ndarray, list[str]]:
     samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
-    feats = cached_features(ctx.sessions, samples, ctx.embedder.encoder_key, ctx.embedder.embed)
+    feats = cached_features(ctx.sessions, ctx.crops, samples, ctx.embedder.encoder_key, ctx.embedder.embed)
     return feats, [s.person for s in samples]
 
 

@@ -17,15 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.metrics import (
-    Attempt,
-    curve,
-    expected_calibration_error,
-    rank1_accuracy,
-    rates_at,
-    reliability,
-    threshold_for_fpir,
-)
+from calibration.metrics import Attempt, curve, expected_calibration_error, rank1_accuracy, rates_at, reliability, threshold_for_fpir
 from calibration.protocol import Evaluation
 
 FIGURES = ("det_roc.png", "scores.png", "rates.png", "reliability.png")

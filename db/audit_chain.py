@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, inspect, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.errors import KioskError
 from db.models import AccessEvent, AdminAction, AuditAnchor, utcnow
-from kiosk.errors import KioskError
 
 CHAINS: dict[str, type[AccessEvent] | type[AdminAction]] = {
     AccessEvent.__tablename__: AccessEvent,

@@ -20,7 +20,7 @@ from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import audit_chain
-from kiosk.errors import KioskError, StorageFull
+from db.errors import KioskError, StorageFull
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -14,12 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from kiosk.errors import ConfigError
 
@@ -58,9 +53,6 @@ class ModelPaths(Section):
     )
     clip_cache_dir: Path | None = Field(
         None, description="Where pretrained tags' weights are cached; unset uses open_clip's default cache."
-    )
-    liveness: Path | None = Field(
-        None, description="MiniFASNet anti-spoofing ONNX file; unset disables liveness."
     )
     onnx_providers: list[str] = Field(
         ["CPUExecutionProvider"],
@@ -174,7 +166,7 @@ class DatabaseConfig(Section):
 PinSpec = int | str
 
 
-class DoorConfig(Section):
+class DoorHardwareConfig(Section):
     pin_factory: Literal["auto", "mock", "lgpio", "rpigpio", "pigpio", "native", "jetson"] = Field(
         "auto",
         description=(
@@ -329,7 +321,7 @@ class Settings(BaseSettings):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    door_hardware: DoorConfig = Field(default_factory=DoorConfig)
+    door_hardware: DoorHardwareConfig = Field(default_factory=DoorHardwareConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
@@ -351,7 +343,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _anchor_model_paths(self) -> "Settings":
         """Relative model paths live under the data directory, wherever KIOSK_HOME puts it."""
-        for key in ("detector", "embedder", "liveness", "clip_config"):
+        for key in ("detector", "embedder", "clip_config"):
             path = getattr(self.models, key)
             if path is not None and not path.is_absolute():
                 object.__setattr__(self.models, key, self.home / path)

@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, restrict_permissions, session_factory, upgrade
-from kiosk.storage import crop_store
 from kiosk.config import Settings
-from kiosk.vision.face_detection import FaceDetector
 from kiosk.recognition.face_embedder import FaceEmbedder
+from kiosk.storage.crop_store import CropStore
+from kiosk.vision.face_detection import FaceDetector
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class KioskContext:
     def __init__(self, settings: Settings):
         self.settings = settings
-        crop_store.configure(settings.privacy.key_file, settings.home)
+        self.crops = CropStore(settings.crops_dir, settings.privacy.key_file, settings.home)
 
     @cached_property
     def engine(self) -> Engine:

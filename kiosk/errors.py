@@ -1,8 +1,12 @@
-"""Errors the kiosk reports to a person as one line (the CLI prints them, never a traceback)."""
+"""Errors the kiosk reports to a person as one line (the CLI prints them, never a traceback).
 
+The root, KioskError, and StorageFull live in db.errors (the database raises them and must not
+import kiosk/); they are re-exported here so the rest of the kiosk has one place to import from.
+"""
 
-class KioskError(Exception):
-    """A problem the operator can fix; its message says what and where."""
+from db.errors import KioskError, StorageFull
+
+__all__ = ["ConfigError", "ImageError", "KioskError", "StorageFull"]
 
 
 class ConfigError(KioskError):
@@ -11,7 +15,3 @@ class ConfigError(KioskError):
 
 class ImageError(KioskError):
     """An image that cannot be read as a picture (empty, corrupt, not an image, too large)."""
-
-
-class StorageFull(KioskError):
-    """The disk holding the data directory is full: nothing new can be stored until space is freed."""

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_home
 from tiny_clip import clip_settings, context, one_torch_thread, write_random_weights
 

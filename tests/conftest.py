@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +20,8 @@ from gpiozero.pins.mock import MockFactory
 
 from kiosk.config import ModelPaths, Settings
 from kiosk.context import KioskContext
-from kiosk.vision.face_detection import FaceDetector
 from kiosk.recognition.face_embedder import FaceEmbedder
+from kiosk.vision.face_detection import FaceDetector
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = (REPO.parent / "shared").resolve()
@@ -119,14 +120,14 @@ def enrolled_dev(tmp_path_factory: pytest.TempPathFactory, detector: FaceDetecto
 
     home = tmp_path_factory.mktemp("enrolled") / "home"
     ctx = KioskContext(make_settings(home))
-    enroller = Enroller(ctx.sessions, detector, ctx.settings.crops_dir)
+    enroller = Enroller(ctx.sessions, detector, ctx.crops)
     held: list[tuple[str, Path]] = []
     for person in dev_people():
         files = photos(person)
         enroller.enroll(person.name, files[:12])
         held += [(person.name, f) for f in files[12:]]
     samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
-    feats = cached_features(ctx.sessions, samples, embedder.encoder_key, embedder.embed)
+    feats = cached_features(ctx.sessions, ctx.crops, samples, embedder.encoder_key, embedder.embed)
     train_face_model(ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir), embedder, samples, feats)
     ctx.engine.dispose()
     return home, held
@@ -136,3 +137,56 @@ def copy_home(source: Path, dest: Path) -> Path:
     """A private copy of a data directory (nothing may have it open for writing)."""
     shutil.copytree(source, dest, symlinks=True)
     return dest
+
+
+class FakeJetsonGPIO(types.ModuleType):
+    """The few Jetson.GPIO calls the backend makes, recording the level of each pin."""
+
+    BCM, BOARD, CVM, TEGRA_SOC = 11, 10, 1001, 1000
+    OUT, IN, HIGH, LOW = 0, 1, 1, 0
+    PUD_OFF, PUD_DOWN, PUD_UP = 20, 21, 22
+    BOTH = 33
+
+    def __init__(self) -> None:
+        super().__init__("Jetson.GPIO")
+        self.mode: int | None = None
+        self.levels: dict[int, list[int]] = {}
+        self.callbacks: dict[int, object] = {}
+        self.cleaned: list[int] = []
+
+    def setwarnings(self, flag: bool) -> None:
+        pass
+
+    def setmode(self, mode: int) -> None:
+        if self.mode not in (None, mode):
+            raise ValueError("A different mode has already been set!")
+        self.mode = mode
+
+    def setup(self, pin: int, direction: int, initial: int | None = None, pull_up_down: int | None = None) -> None:
+        self.levels[pin] = [self.LOW if initial is None else initial]
+
+    def output(self, pin: int, level: int) -> None:
+        self.levels[pin].append(level)
+
+    def input(self, pin: int) -> int:
+        return self.levels[pin][-1]
+
+    def add_event_detect(self, pin: int, edge: int, callback: object, bouncetime: int | None = None) -> None:
+        self.callbacks[pin] = callback
+
+    def remove_event_detect(self, pin: int) -> None:
+        del self.callbacks[pin]
+
+    def cleanup(self, pin: int) -> None:
+        self.cleaned.append(pin)
+
+
+@pytest.fixture
+def jetson_gpio(monkeypatch: pytest.MonkeyPatch) -> FakeJetsonGPIO:
+    """A stand-in Jetson.GPIO installed for one test (the real one needs a Jetson's kernel driver)."""
+    gpio = FakeJetsonGPIO()
+    package = types.ModuleType("Jetson")
+    package.GPIO = gpio  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "Jetson", package)
+    monkeypatch.setitem(sys.modules, "Jetson.GPIO", gpio)
+    return gpio

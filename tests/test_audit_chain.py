@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, run_kiosk
 from sqlalchemy import select
 
-from conftest import REPO, run_kiosk
 from db.audit_chain import AuditTamperError, verify_all
 from db.models import AccessEvent, AdminAction
 from db.session import make_engine, session_factory, upgrade

@@ -10,18 +10,18 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, copy_home, dev_people, make_settings, run_kiosk
+from small_home import build_small_home
+
 from db.audit_chain import verify_all
 from kiosk.admin.backup import restore
+from kiosk.admin.enrolment import list_identities
 from kiosk.context import KioskContext
 from kiosk.door.status import DoorStatus, write_status
-from kiosk.admin.enrolment import list_identities
 from kiosk.errors import KioskError
-from kiosk.vision.face_detection import FaceDetector
 from kiosk.recognition.face_embedder import FaceEmbedder
 from kiosk.recognition.selection import load_recogniser
-from small_home import build_small_home
+from kiosk.vision.face_detection import FaceDetector
 
 # The door service's part in this test: one event per transaction until told to stop.
 DOOR = r"""

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from calibration.fitting import Isotonic, ScoreTable, Temperature, fit
+from calibration.fitting import ScoreTable, fit
 from calibration.metrics import Attempt, curve, expected_calibration_error, rank1_accuracy, rates_at, reliability, threshold_for_fpir
 from kiosk.recognition.face_recogniser import margins
+from kiosk.recognition.score_calibration import Isotonic, Temperature
 
 ATTEMPTS = [
     Attempt("A", "A", 0.90),  # granted, right

@@ -7,17 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
 import pytest
-
 from conftest import DEV, photos
+from tiny_clip import clip_paths
+
+from kiosk.recognition.base import FaceCrops
 from kiosk.recognition.clip_model import ClipModel
 from kiosk.recognition.clip_onnx import OnnxImageTower, export_image_tower
 from kiosk.vision.face_alignment import CLIP_SIZE
 from kiosk.vision.face_detection import primary_face
 from kiosk.vision.images import read_image
-from kiosk.recognition.base import FaceCrops
-from tiny_clip import clip_paths
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights
@@ -41,8 +40,9 @@ def test_onnx_image_tower_matches_torch(tiny_weights: Path, tmp_path: Path, dete
 
 def test_door_loads_the_onnx_tower_exported_once_and_decides_as_torch(clip_trained_home: Path, tiny_weights: Path, tmp_path: Path, detector, embedder) -> None:
     from conftest import copy_home
-    from kiosk.recognition.selection import load_recogniser
     from tiny_clip import clip_settings, context
+
+    from kiosk.recognition.selection import load_recogniser
 
     home = copy_home(clip_trained_home, tmp_path / "home")
     settings = clip_settings(home, tiny_weights, recogniser="clip")
@@ -71,8 +71,9 @@ def test_int8_tower_quantised_on_stored_crops_and_bounded(
     import logging
 
     from conftest import copy_home
-    from kiosk.recognition.selection import load_recogniser
     from tiny_clip import clip_settings, context
+
+    from kiosk.recognition.selection import load_recogniser
 
     home = copy_home(clip_trained_home, tmp_path / "home")
     settings = clip_settings(home, tiny_weights, recogniser="clip")
@@ -90,9 +91,10 @@ def test_int8_tower_quantised_on_stored_crops_and_bounded(
 
 def test_erasing_a_person_deletes_the_int8_towers_calibrated_on_stored_crops(clip_trained_home: Path, tiny_weights: Path, tmp_path: Path, detector, embedder) -> None:
     from conftest import copy_home
+    from tiny_clip import clip_settings, context
+
     from kiosk.admin.erasure import forget_person
     from kiosk.recognition.selection import load_recogniser
-    from tiny_clip import clip_settings, context
 
     home = copy_home(clip_trained_home, tmp_path / "home")
     settings = clip_settings(home, tiny_weights, recogniser="clip")

@@ -6,14 +6,14 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_home
-from kiosk.recognition.clip_model import ClipModel, ClipUnavailable
+from tiny_clip import clip_settings, context, write_random_weights
+
 from kiosk.config import ModelPaths
 from kiosk.errors import KioskError
+from kiosk.recognition.clip_model import ClipModel, ClipUnavailable
 from kiosk.recognition.selection import load_recogniser
 from kiosk.training.retrain import retrain
-from tiny_clip import clip_settings, context, write_random_weights
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home

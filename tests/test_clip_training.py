@@ -12,15 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEV, copy_home, photos
-from kiosk.recognition.clip_model import ClipModel
-from kiosk.training.clip_fine_tune import NAME as CLIP, NOTHING_TO_VALIDATE, accumulate_gradients, fine_tune, image_text_loss
-from kiosk.config import TrainingConfig
-from kiosk.admin.enrolment import Enroller
-from kiosk.recognition.model_registry import ModelRegistry
-from kiosk.training.retrain import RetrainCancelled, RetrainProgress, retrain
 from tiny_clip import clip_paths, clip_settings, context
+
+from kiosk.admin.enrolment import Enroller
+from kiosk.config import TrainingConfig
+from kiosk.recognition.clip_model import ClipModel
+from kiosk.recognition.model_registry import ModelRegistry
+from kiosk.training.clip_fine_tune import NAME as CLIP
+from kiosk.training.clip_fine_tune import NOTHING_TO_VALIDATE, accumulate_gradients, fine_tune, image_text_loss
+from kiosk.training.progress import RetrainCancelled, RetrainProgress
+from kiosk.training.retrain import retrain
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home
@@ -103,7 +105,7 @@ def small_enrolled(tmp_path_factory: pytest.TempPathFactory, detector, embedder)
     """Four DEV people with five photos each: enough for a split and several steps, quick to train."""
     home = tmp_path_factory.mktemp("small") / "home"
     ctx = context(clip_settings(home, "unused"), detector, embedder)
-    enroller = Enroller(ctx.sessions, detector, ctx.settings.crops_dir)
+    enroller = Enroller(ctx.sessions, detector, ctx.crops)
     for person in sorted(p for p in DEV.iterdir() if p.is_dir())[:4]:
         assert enroller.enroll(person.name, photos(person)[:5]).ok
     ctx.engine.dispose()
@@ -160,7 +162,7 @@ def test_interrupted_retrain_leaves_previous_version_in_force(clip_home: Path, t
 
 def test_single_shot_people_train_and_say_nothing_to_validate(tmp_path: Path, tiny_weights: Path, detector, embedder) -> None:
     ctx = context(clip_settings(tmp_path / "home", tiny_weights, recogniser="hybrid"), detector, embedder)
-    enroller = Enroller(ctx.sessions, detector, ctx.settings.crops_dir)
+    enroller = Enroller(ctx.sessions, detector, ctx.crops)
     people = sorted(p for p in DEV.iterdir() if p.is_dir())[:3]
     for person in people:
         assert enroller.enroll(person.name, photos(person)[:1]).ok

@@ -6,8 +6,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from conftest import run_kiosk
+
 from kiosk.config import Settings, load_settings, require_file
 from kiosk.errors import ConfigError
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from kiosk.config import PolicyConfig
 from kiosk.door.decision_policy import AccessRule, DecisionPolicy, Observation, WeeklyWindow, parse_windows
-from kiosk.vision.face_tracker import FaceTracker
 from kiosk.recognition.base import Candidate, Prediction
+from kiosk.vision.face_tracker import FaceTracker
 
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=timezone.utc)  # a Wednesday
 

@@ -6,20 +6,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gpiozero import Device
+from conftest import DETECTOR, EMBEDDER, dev_people, make_settings, photos, run_kiosk
 from gpiozero.pins.mock import MockFactory
 
-from conftest import DETECTOR, EMBEDDER, dev_people, make_settings, photos, run_kiosk
-from kiosk.config import CameraConfig, DoorConfig
-from kiosk.context import KioskContext
 from kiosk.admin.diagnostics import Finding, run_checks
+from kiosk.config import CameraConfig, DoorHardwareConfig
+from kiosk.context import KioskContext
 from kiosk.door.status import DoorStatus, write_status
-from kiosk.vision.face_detection import FaceDetector
 from kiosk.recognition.face_embedder import FaceEmbedder
+from kiosk.vision.face_detection import FaceDetector
 
 MOCK_PINS = {"KIOSK_DOOR_HARDWARE__PIN_FACTORY": "mock"}
 
@@ -34,11 +32,11 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, detector: FaceDetecto
 
     home = tmp_path_factory.mktemp("doctor") / "home"
     ctx = KioskContext(make_settings(home))
-    enroller = Enroller(ctx.sessions, detector, ctx.settings.crops_dir)
+    enroller = Enroller(ctx.sessions, detector, ctx.crops)
     for person in dev_people()[:2]:
         enroller.enroll(person.name, photos(person)[:4])
     samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
-    feats = cached_features(ctx.sessions, samples, embedder.encoder_key, embedder.embed)
+    feats = cached_features(ctx.sessions, ctx.crops, samples, embedder.encoder_key, embedder.embed)
     train_face_model(ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir), embedder, samples, feats)
     ctx.engine.dispose()
     return home
@@ -56,7 +54,7 @@ def test_a_healthy_box_passes(trained_home: Path, detector: FaceDetector, embedd
     settings = make_settings(
         trained_home,
         camera=CameraConfig(source=str(camera_folder())),
-        door_hardware=DoorConfig(pin_factory="mock", contact_pin=27, input_pull="down"),
+        door_hardware=DoorHardwareConfig(pin_factory="mock", contact_pin=27, input_pull="down"),
     )
     ctx = KioskContext(settings)
     ctx.__dict__.update(detector=detector, embedder=embedder)
@@ -126,7 +124,7 @@ def test_a_running_service_keeps_its_camera_and_pins(trained_home: Path, detecto
     home = tmp_path / "home"
     home.mkdir()
     write_status(home, DoorStatus("front", "closed", "ok", 19.5, "face", 1, 0.8, time.time(), os.getpid()))
-    settings = make_settings(home, camera=CameraConfig(source="9"), door_hardware=DoorConfig(pin_factory="lgpio"))
+    settings = make_settings(home, camera=CameraConfig(source="9"), door_hardware=DoorHardwareConfig(pin_factory="lgpio"))
     ctx = KioskContext(settings)
     ctx.__dict__.update(detector=detector, embedder=embedder)
     found = by_check(run_checks(ctx))

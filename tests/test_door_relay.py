@@ -13,19 +13,17 @@ import sys
 import textwrap
 import threading
 import time
-import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO, FakeJetsonGPIO
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from conftest import REPO
-from kiosk.config import DoorConfig
+from kiosk.config import DoorHardwareConfig
+from kiosk.door.gpio_board import open_board
 from kiosk.door.relay import build_relay, close_on_signals
 from kiosk.errors import KioskError
-from kiosk.door.gpio_board import open_board
 
 PIN = 17
 
@@ -40,7 +38,7 @@ def levels(pin: MockPin) -> list[bool]:
 
 @pytest.mark.parametrize("active_high", [True, False])
 def test_closed_at_start_up(pins: MockFactory, active_high: bool) -> None:
-    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=active_high))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=active_high))
     pin = relay_pin(pins)
     assert pin.function == "output"
     assert pin.state is (not active_high)  # de-energised: low for active-high, high for active-low
@@ -49,7 +47,7 @@ def test_closed_at_start_up(pins: MockFactory, active_high: bool) -> None:
 
 
 def test_pulse_opens_then_closes_by_itself(pins: MockFactory) -> None:
-    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
     pin = relay_pin(pins)
     pin.clear_states()
     started = time.monotonic()
@@ -64,7 +62,7 @@ def test_pulse_opens_then_closes_by_itself(pins: MockFactory) -> None:
 
 
 def test_active_low_pulse_drives_the_pin_low(pins: MockFactory) -> None:
-    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=False))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=False))
     pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(0.2)
@@ -75,7 +73,7 @@ def test_active_low_pulse_drives_the_pin_low(pins: MockFactory) -> None:
 
 
 def test_a_second_pulse_extends_the_opening(pins: MockFactory) -> None:
-    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
     pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(0.3)
@@ -88,7 +86,7 @@ def test_a_second_pulse_extends_the_opening(pins: MockFactory) -> None:
 
 
 def test_close_cuts_a_pulse_short_and_is_idempotent(pins: MockFactory) -> None:
-    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
     pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(5.0)
@@ -102,7 +100,7 @@ def test_close_cuts_a_pulse_short_and_is_idempotent(pins: MockFactory) -> None:
 
 def test_closed_after_an_exception_in_the_loop(pins: MockFactory) -> None:
     def door_loop() -> None:
-        with build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN)) as relay:
+        with build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN)) as relay:
             relay.pulse(60.0)
             raise RuntimeError("the loop broke while the door was open")
 
@@ -114,7 +112,7 @@ def test_closed_after_an_exception_in_the_loop(pins: MockFactory) -> None:
 
 
 def test_shutdown_releases_the_pin_and_refuses_later_pulses(pins: MockFactory) -> None:
-    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
     relay.pulse(60.0)
     relay.shutdown()
     pin = relay_pin(pins)
@@ -127,7 +125,7 @@ def test_shutdown_releases_the_pin_and_refuses_later_pulses(pins: MockFactory) -
 
 
 def test_close_racing_pulses_from_threads_never_leaves_the_door_open(pins: MockFactory) -> None:
-    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
     stop = threading.Event()
 
     def pulser() -> None:
@@ -148,7 +146,7 @@ def test_close_racing_pulses_from_threads_never_leaves_the_door_open(pins: MockF
 
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
 def test_pulse_rejects_nonsense_lengths(pins: MockFactory, seconds: float) -> None:
-    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
     with pytest.raises(ValueError):
         relay.pulse(seconds)
     assert not relay.is_open
@@ -160,7 +158,7 @@ def test_no_gpio_hardware_falls_back_to_mock_pins_and_says_so(caplog: pytest.Log
     Device.pin_factory = None
     try:
         with caplog.at_level(logging.WARNING, logger="kiosk.door.gpio_board"):
-            board = open_board(DoorConfig(pin_factory="auto"))
+            board = open_board(DoorHardwareConfig(pin_factory="auto"))
         assert board.is_mock and isinstance(Device.pin_factory, MockFactory)
         assert "mock" in board.description and "no GPIO hardware" in board.description
         assert any("door relay is simulated" in r.getMessage() for r in caplog.records)
@@ -172,12 +170,12 @@ def test_no_gpio_hardware_falls_back_to_mock_pins_and_says_so(caplog: pytest.Log
 
 def test_a_named_backend_that_cannot_load_is_an_error_not_a_silent_mock() -> None:
     with pytest.raises(KioskError, match="pin_factory = 'lgpio'.*not installed"):
-        open_board(DoorConfig(pin_factory="lgpio"))
+        open_board(DoorHardwareConfig(pin_factory="lgpio"))
 
 
 def test_a_pin_that_does_not_exist_is_named(pins: MockFactory) -> None:
     with pytest.raises(KioskError, match="pin 99"):
-        build_relay(DoorConfig(pin_factory="mock", relay_pin=99))
+        build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=99))
 
 
 CHILD = textwrap.dedent(
@@ -189,9 +187,9 @@ CHILD = textwrap.dedent(
     pin = Device.pin_factory.pin(17)
     # Registered before the relay's own exit hook, so it runs after it (atexit is LIFO).
     atexit.register(lambda: print("final", pin.state, [s.state for s in pin.states], flush=True))
-    from kiosk.config import DoorConfig
+    from kiosk.config import DoorHardwareConfig
     from kiosk.door.relay import build_relay, close_on_signals
-    relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=17))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=17))
     close_on_signals(relay)
     relay.pulse(120.0)
     print("open", pin.state, flush=True)
@@ -224,7 +222,7 @@ def test_close_on_signals_keeps_the_previous_handler(pins: MockFactory) -> None:
     seen: list[int] = []
     previous = signal.signal(signal.SIGHUP, lambda num, frame: seen.append(num))
     try:
-        relay = build_relay(DoorConfig(pin_factory="mock", relay_pin=PIN))
+        relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
         close_on_signals(relay, (signal.SIGHUP,))
         relay.pulse(60.0)
         signal.raise_signal(signal.SIGHUP)
@@ -235,55 +233,9 @@ def test_close_on_signals_keeps_the_previous_handler(pins: MockFactory) -> None:
         signal.signal(signal.SIGHUP, previous)
 
 
-class FakeJetsonGPIO(types.ModuleType):
-    """The few Jetson.GPIO calls the backend makes, recording the level of each pin."""
-
-    BCM, BOARD, CVM, TEGRA_SOC = 11, 10, 1001, 1000
-    OUT, IN, HIGH, LOW = 0, 1, 1, 0
-    PUD_OFF, PUD_DOWN, PUD_UP = 20, 21, 22
-    BOTH = 33
-
-    def __init__(self) -> None:
-        super().__init__("Jetson.GPIO")
-        self.mode: int | None = None
-        self.levels: dict[int, list[int]] = {}
-        self.callbacks: dict[int, object] = {}
-        self.cleaned: list[int] = []
-
-    def setwarnings(self, flag: bool) -> None:
-        pass
-
-    def setmode(self, mode: int) -> None:
-        if self.mode not in (None, mode):
-            raise ValueError("A different mode has already been set!")
-        self.mode = mode
-
-    def setup(self, pin: int, direction: int, initial: int | None = None, pull_up_down: int | None = None) -> None:
-        self.levels[pin] = [self.LOW if initial is None else initial]
-
-    def output(self, pin: int, level: int) -> None:
-        self.levels[pin].append(level)
-
-    def input(self, pin: int) -> int:
-        return self.levels[pin][-1]
-
-    def add_event_detect(self, pin: int, edge: int, callback: object, bouncetime: int | None = None) -> None:
-        self.callbacks[pin] = callback
-
-    def remove_event_detect(self, pin: int) -> None:
-        del self.callbacks[pin]
-
-    def cleanup(self, pin: int) -> None:
-        self.cleaned.append(pin)
-
-
-def test_jetson_backend_drives_the_same_relay(monkeypatch: pytest.MonkeyPatch) -> None:
-    gpio = FakeJetsonGPIO()
-    package = types.ModuleType("Jetson")
-    package.GPIO = gpio  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "Jetson", package)
-    monkeypatch.setitem(sys.modules, "Jetson.GPIO", gpio)
-    relay = build_relay(DoorConfig(pin_factory="jetson", relay_pin=PIN, relay_active_high=False))
+def test_jetson_backend_drives_the_same_relay(jetson_gpio: FakeJetsonGPIO) -> None:
+    gpio = jetson_gpio
+    relay = build_relay(DoorHardwareConfig(pin_factory="jetson", relay_pin=PIN, relay_active_high=False))
     assert gpio.mode == gpio.BCM
     relay.pulse(0.2)
     assert relay.is_open

@@ -7,10 +7,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from gpiozero import Device
+from conftest import FakeJetsonGPIO
 from gpiozero.pins.mock import MockFactory
 
-from kiosk.config import DoorConfig
+from kiosk.config import DoorHardwareConfig
 from kiosk.door.relay import DoorRelay, build_relay
 from kiosk.door.sensors import DoorEvent, DoorSensors, build_sensors
 
@@ -39,7 +39,7 @@ class Recorder:
         return next((e for e in self.events if e.kind == kind), None)
 
 
-def door(**overrides: object) -> DoorConfig:
+def door(**overrides: object) -> DoorHardwareConfig:
     """Pull-down inputs: the contact reads low while the door is shut, the button high when pressed."""
     base: dict[str, object] = dict(
         pin_factory="mock",
@@ -53,7 +53,7 @@ def door(**overrides: object) -> DoorConfig:
         pulse_seconds=0.5,
         bounce_seconds=0.0,
     )
-    return DoorConfig(**(base | overrides))
+    return DoorHardwareConfig(**(base | overrides))
 
 
 @pytest.fixture()
@@ -166,7 +166,7 @@ def test_a_failing_listener_does_not_stop_the_watching(pins: MockFactory) -> Non
 
 
 def test_without_inputs_configured_nothing_is_watched(pins: MockFactory) -> None:
-    config = DoorConfig(pin_factory="mock", relay_pin=RELAY)
+    config = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY)
     recorder = Recorder()
     with build_relay(config) as relay:
         sensors = build_sensors(config, relay, recorder)
@@ -177,18 +177,9 @@ def test_without_inputs_configured_nothing_is_watched(pins: MockFactory) -> None
     assert recorder.events == []
 
 
-def test_jetson_inputs_report_through_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jetson_inputs_report_through_the_same_events(jetson_gpio: FakeJetsonGPIO) -> None:
     """Jetson.GPIO cannot be installed here: a stand-in module records the calls and plays the edges."""
-    import sys
-    import types
-
-    from test_door_relay import FakeJetsonGPIO
-
-    gpio = FakeJetsonGPIO()
-    package = types.ModuleType("Jetson")
-    package.GPIO = gpio  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "Jetson", package)
-    monkeypatch.setitem(sys.modules, "Jetson.GPIO", gpio)
+    gpio = jetson_gpio
     config = door(pin_factory="jetson")
     recorder = Recorder()
     with build_relay(config) as relay:

@@ -4,35 +4,32 @@ camera here to unplug)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from gpiozero import Device
+from conftest import DEV, REPO, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos
 from gpiozero.pins.mock import MockFactory
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from conftest import DEV, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos, REPO
 from db.models import AccessEvent
-from kiosk.vision.camera import CameraError, Frame, ReplaySource, ResilientCamera
-from kiosk.config import CameraConfig, DetectionConfig, DoorConfig, ModelPaths, PolicyConfig, Settings
+from kiosk.config import CameraConfig, DetectionConfig, DoorHardwareConfig, ModelPaths, PolicyConfig
 from kiosk.context import KioskContext
+from kiosk.door.gpio_board import open_board
 from kiosk.door.relay import DoorRelay, build_relay
 from kiosk.door.sensors import build_sensors
 from kiosk.door.service import DoorService, build_door_service
 from kiosk.door.status import read_status
-from kiosk.vision.face_detection import FaceDetector
-from kiosk.door.gpio_board import open_board
 from kiosk.training.retrain import retrain
+from kiosk.vision.camera import CameraError, Frame, ReplaySource, ResilientCamera
+from kiosk.vision.face_detection import FaceDetector
 
 RELAY_PIN, CONTACT_PIN = 17, 27
 
@@ -59,7 +56,7 @@ def replay_dir(tmp_path: Path, pictures: list[tuple[str, Path]], name: str = "re
 
 
 def build(home: Path, source, detector, embedder, pins: MockFactory, relay: DoorRelay | None = None, sensors=False, **policy) -> DoorService:
-    hardware = DoorConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=policy.pop("pulse", 0.2),
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=policy.pop("pulse", 0.2),
                           contact_pin=CONTACT_PIN if sensors else None, input_pull="down", held_open_seconds=0.3)
     settings = make_settings(
         home,
@@ -116,7 +113,7 @@ def test_enrolled_people_granted_strangers_refused_one_event_per_visit(home, tmp
     strangers = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[:3]
     shown = [(p.name, f) for p in people for f in photos(p)[12:]] + [("stranger", photos(s)[0]) for s in strangers]
     source = ReplaySource.from_path(replay_dir(tmp_path, shown), CameraConfig(hold_frames=3, gap_frames=2))
-    inner = build_relay(DoorConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.2))
+    inner = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.2))
     relay = CommitCheckingRelay(inner, home)
     service = build(home, source, door_detector, embedder, pins, relay=relay)
     heard = []

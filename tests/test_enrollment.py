@@ -7,16 +7,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from conftest import DEV, dev_people, photos, run_kiosk
 from sqlalchemy import func, select
 
-from conftest import DEV, dev_people, photos, run_kiosk
 from db.models import AdminAction, FaceSample
-from kiosk.context import KioskContext
 from kiosk.admin.enrolment import FAILED, STORED, Enroller, list_identities, remove_identity
+from kiosk.context import KioskContext
 
 
 def test_enrol_all_30_people_finds_a_face_in_all_450_photos(kiosk: KioskContext) -> None:
-    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir)
+    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops)
     failures = []
     for person in dev_people():
         summary = enroller.enroll(person.name, [person])
@@ -32,7 +32,7 @@ def test_enrol_all_30_people_finds_a_face_in_all_450_photos(kiosk: KioskContext)
 
 
 def test_duplicates_are_skipped_and_removal_erases_everything(kiosk: KioskContext) -> None:
-    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir)
+    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops)
     files = photos(DEV / "Naomi_Watts")[:3]
     enroller.enroll("Naomi", files)
     again = enroller.enroll("Someone Else", files[:1])

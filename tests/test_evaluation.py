@@ -8,19 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DEV, STRANGERS, copy_home, make_settings, photos, run_kiosk
 from sqlalchemy import select
 
-from calibration.fitting import CalibratedRecogniser, calibrate
+from calibration.fitting import calibrate
 from calibration.metrics import Attempt, reliability
-from conftest import DEV, STRANGERS, copy_home, make_settings, photos, run_kiosk
 from db.models import Calibration, Evaluation
 from kiosk.context import KioskContext
+from kiosk.recognition.base import FaceCrops
+from kiosk.recognition.face_embedder import FaceEmbedder
+from kiosk.recognition.score_calibration import CalibratedRecogniser
+from kiosk.recognition.selection import load_recogniser
 from kiosk.vision.face_alignment import CLIP_SIZE, align
 from kiosk.vision.face_detection import FaceDetector, primary_face
-from kiosk.recognition.face_embedder import FaceEmbedder
 from kiosk.vision.images import read_image
-from kiosk.recognition.selection import load_recogniser
-from kiosk.recognition.base import FaceCrops
 
 SUMMARY_KEYS = {"threshold", "fpir", "fnir", "misidentification", "accuracy", "train_accuracy", "attempts", "strangers"}
 # Reliability rule: every 0.1-wide probability bin holding at least MIN_BIN attempts must show an

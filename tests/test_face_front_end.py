@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import DEV, photos
+
 from kiosk.vision.face_alignment import CLIP_SIZE, align, template
 from kiosk.vision.face_detection import Face, FaceDetector, primary_face
 from kiosk.vision.images import decode_image

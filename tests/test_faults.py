@@ -13,21 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO, copy_home, dev_people, kiosk_env, make_settings, photos, run_kiosk
+from small_home import build_small_home
 from sqlalchemy import func, select
 
-from conftest import REPO, copy_home, dev_people, kiosk_env, make_settings, photos, run_kiosk
 from db.audit_chain import verify_all
 from db.models import AccessEvent, FaceSample, TrainingRun
 from db.session import make_engine, session_factory
-from kiosk.context import KioskContext
 from kiosk.admin.enrolment import Enroller
+from kiosk.context import KioskContext
 from kiosk.errors import KioskError, StorageFull
-from kiosk.vision.face_detection import FaceDetector
 from kiosk.recognition.face_embedder import FaceEmbedder
 from kiosk.recognition.model_registry import ModelRegistry
 from kiosk.recognition.selection import load_recogniser
 from kiosk.training.retrain import retrain
-from small_home import build_small_home
+from kiosk.vision.face_detection import FaceDetector
 
 # The door loop's part: one event per transaction, its number printed only after the commit.
 EVENTS = r"""
@@ -129,7 +129,7 @@ def test_sigkill_during_enrolment_keeps_every_stored_sample(tmp_path: Path, dete
     with ctx.sessions() as s:
         crops = list(s.scalars(select(FaceSample.crop_path)))
     assert len(crops) == stored and all((ctx.settings.crops_dir / c).is_file() for c in crops)
-    summary = Enroller(ctx.sessions, detector, ctx.settings.crops_dir).enroll(person.name, files)  # simply run again
+    summary = Enroller(ctx.sessions, detector, ctx.crops).enroll(person.name, files)  # simply run again
     assert (summary.count("duplicate"), summary.count("stored") + summary.count("failed")) == (stored, len(files) - stored)
     healthy(db)
 
@@ -263,7 +263,7 @@ def test_full_disk_is_reported_and_nothing_committed_is_lost(small_home: Path, t
     assert all(r.ok for r in verify_all(ctx.sessions))
     known = dev_people()[0]  # already enrolled: the first write is the crop
     with pytest.raises(StorageFull, match="disk full: cannot store the face image"):
-        Enroller(ctx.sessions, detector, ctx.settings.crops_dir).enroll(known.name, photos(known)[10:11])
+        Enroller(ctx.sessions, detector, ctx.crops).enroll(known.name, photos(known)[10:11])
     proc = run_kiosk(["enroll", "Newcomer", str(photos(dev_people()[7])[0])], home)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: disk full"), proc.stderr
 

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DEV, photos
+from tiny_clip import clip_settings, context
+
+from kiosk.recognition.base import Candidate, FaceCrops, Prediction, Recogniser
 from kiosk.recognition.clip_model import ClipModel
 from kiosk.recognition.clip_recogniser import ClipRecogniser
-from kiosk.vision.face_detection import primary_face
 from kiosk.recognition.face_recogniser import FaceRecogniser
 from kiosk.recognition.hybrid_recogniser import HybridPrediction, HybridRecogniser
+from kiosk.vision.face_detection import primary_face
 from kiosk.vision.images import read_image
-from kiosk.recognition.base import Candidate, FaceCrops, Prediction, Recogniser
-from tiny_clip import clip_settings, context
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home
@@ -163,12 +163,13 @@ def test_door_loop_reuses_clip_within_a_visit_and_forgets_it_after(enrolled_dev,
     from datetime import datetime, timezone
 
     from conftest import copy_home, make_settings
+
     from kiosk.config import PolicyConfig
     from kiosk.context import KioskContext
     from kiosk.door.decision_policy import DecisionPolicy
     from kiosk.door.frame_loop import DoorLoop
-    from kiosk.vision.face_tracker import FaceTracker
     from kiosk.recognition.selection import load_recogniser
+    from kiosk.vision.face_tracker import FaceTracker
 
     ctx = KioskContext(make_settings(copy_home(enrolled_dev[0], tmp_path / "home")))
     ctx.__dict__["embedder"] = embedder

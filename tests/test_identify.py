@@ -12,14 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import DEV, STRANGERS, copy_home, make_settings, photos, run_kiosk
+from tiny_clip import clip_env, context
+
 from kiosk.config import RecognitionConfig
-from kiosk.vision.face_detection import primary_face
-from kiosk.vision.images import read_image
 from kiosk.recognition.base import FaceCrops
 from kiosk.recognition.selection import load_recogniser
-from tiny_clip import clip_env, context
+from kiosk.vision.face_detection import primary_face
+from kiosk.vision.images import read_image
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]  # its session fixtures: tiny_weights, clip_trained_home

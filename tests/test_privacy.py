@@ -11,28 +11,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import inspect as sa_inspect, select, text
-
 from conftest import dev_people, photos, run_kiosk
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select, text
+
 from db.audit_chain import verify_all
 from db.models import AccessEvent, FaceSample, FeatureCache, Person, TrainingRun
-from kiosk.storage import crop_store
+from kiosk.admin.enrolment import Enroller
 from kiosk.config import PrivacyConfig
 from kiosk.context import KioskContext
-from kiosk.storage.crop_store import MAGIC, read_crop
-from kiosk.admin.enrolment import Enroller
 from kiosk.errors import ConfigError, KioskError
-from kiosk.storage.thumbnails import expire_thumbnails, save_thumbnail
 from kiosk.recognition.model_registry import ModelRegistry
+from kiosk.storage import crop_store
+from kiosk.storage.crop_store import MAGIC, CropStore
+from kiosk.storage.thumbnails import expire_thumbnails, save_thumbnail
 from kiosk.training.retrain import retrain
 
 PNG = b"\x89PNG"
-
-
-@pytest.fixture(autouse=True)
-def _plain_crops() -> None:
-    """Each test starts with no crop key in this process (KioskContext sets it per test)."""
-    crop_store.configure(None, Path("/nonexistent"))
 
 
 def make_key(tmp_path: Path) -> Path:
@@ -45,8 +40,8 @@ def test_cli_keeps_the_data_directory_private_and_crops_encrypted(kiosk: KioskCo
     home = kiosk.settings.home
     key = make_key(tmp_path)
     kiosk.settings.privacy = PrivacyConfig(key_file=key)
-    crop_store.configure(key, home)
-    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir)
+    sealed = CropStore(kiosk.settings.crops_dir, key, home)
+    enroller = Enroller(kiosk.sessions, kiosk.detector, sealed)
     for person in dev_people()[:2]:
         assert enroller.enroll(person.name, photos(person)[:3]).count("stored") == 3
     kiosk.engine.dispose()
@@ -66,14 +61,11 @@ def test_cli_keeps_the_data_directory_private_and_crops_encrypted(kiosk: KioskCo
     crops = sorted((home / "crops").rglob("*.png"))
     assert len(crops) == 6
     assert all(c.read_bytes().startswith(MAGIC) and PNG not in c.read_bytes() for c in crops)
-    crop_store.configure(key, home)
-    assert read_crop(crops[0]).shape == (224, 224, 3)
-    crop_store.configure(None, home)
+    assert sealed.read(crops[0]).shape == (224, 224, 3)
     with pytest.raises(KioskError, match="is encrypted, but 'privacy.key_file' is not set"):
-        read_crop(crops[0])
-    crop_store.configure(make_key(tmp_path / "other"), home)
+        kiosk.crops.read(crops[0])  # the context's own store was built before the key was set
     with pytest.raises(KioskError, match="does not decrypt"):
-        read_crop(crops[0])
+        CropStore(kiosk.settings.crops_dir, make_key(tmp_path / "other"), home).read(crops[0])
 
 
 def test_key_file_must_be_private_and_outside_the_data_directory(tmp_path: Path) -> None:
@@ -93,19 +85,19 @@ def test_key_file_must_be_private_and_outside_the_data_directory(tmp_path: Path)
 def test_thumbnails_are_optional_and_expire(kiosk: KioskContext, tmp_path: Path) -> None:
     face = np.full((112, 112, 3), 90, np.uint8)
     now = datetime.now(timezone.utc)
-    assert save_thumbnail(kiosk.settings, now, face) is None  # off by default
+    assert save_thumbnail(kiosk.settings, kiosk.crops, now, face) is None  # off by default
     kiosk.settings.privacy = PrivacyConfig(thumbnails=True, thumbnail_retention_days=7, key_file=make_key(tmp_path))
-    crop_store.configure(kiosk.settings.privacy.key_file, kiosk.settings.home)
     home = kiosk.settings.home
+    sealed = CropStore(kiosk.settings.crops_dir, kiosk.settings.privacy.key_file, home)
     with kiosk.sessions.begin() as s:
         for days in (10, 1):
             when = now - timedelta(days=days)
-            s.add(AccessEvent(time=when, door="front", granted=False, reason="unknown face", thumbnail_path=save_thumbnail(kiosk.settings, when, face)))
+            s.add(AccessEvent(time=when, door="front", granted=False, reason="unknown face", thumbnail_path=save_thumbnail(kiosk.settings, sealed, when, face)))
     orphan = home / "thumbnails" / (now - timedelta(days=20)).strftime("%Y-%m-%d") / "left-by-a-crash.png"
-    crop_store.write_crop(orphan, face)
+    sealed.write(orphan, face)
     with kiosk.sessions() as s:
         old, new = s.scalars(select(AccessEvent.thumbnail_path).order_by(AccessEvent.id)).all()
-    assert (home / old).read_bytes().startswith(MAGIC) and (read_crop(home / new) == face).all()
+    assert (home / old).read_bytes().startswith(MAGIC) and (sealed.read(home / new) == face).all()
 
     assert expire_thumbnails(kiosk.sessions, home, 7) == 2
     with kiosk.sessions() as s:
@@ -129,13 +121,13 @@ def test_remove_leaves_no_image_feature_or_template(kiosk: KioskContext, tmp_pat
     kiosk.settings.privacy = PrivacyConfig(thumbnails=True)
     people = dev_people()[:3]
     victim = people[1].name
-    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir)
+    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops)
     for person in people:
         enroller.enroll(person.name, photos(person)[:5])
     first = retrain(kiosk).runs["face"]
     with kiosk.sessions.begin() as s:
         pid = s.scalar(select(Person.id).where(Person.name == victim))
-        thumb = save_thumbnail(kiosk.settings, datetime.now(timezone.utc), np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8))
+        thumb = save_thumbnail(kiosk.settings, kiosk.crops, datetime.now(timezone.utc), np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8))
         s.add(AccessEvent(door="front", person_id=pid, person_name=victim, granted=True, probability=0.95, reason="recognised", thumbnail_path=thumb))
         samples = s.scalars(select(FaceSample).where(FaceSample.person_id == pid)).all()
         vectors = s.scalars(select(FeatureCache.vector).join(FaceSample).where(FaceSample.person_id == pid)).all()

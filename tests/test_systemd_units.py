@@ -15,7 +15,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_kiosk
 
 UNITS = REPO / "systemd"

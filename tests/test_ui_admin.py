@@ -10,20 +10,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import copy_home, dev_people, make_settings, photos
 from rich.text import Text
 from sqlalchemy import func, select
 from textual.widgets import DataTable, Input, Static
+from ui_home import NOW, PIN, admin_app, base_home, demo_people, sign_in, wait_until, write_door_status
 
-from conftest import copy_home, dev_people, make_settings, photos
 from db.models import AccessEvent, AdminAction, AdminCredential, FaceSample, Person, TrainingRun
 from db.session import make_engine, session_factory
 from kiosk.door.frame_handover import FrameHandover
-from kiosk.vision.images import read_image
 from kiosk.door.threshold_override import threshold_in_force
 from kiosk.ui.camera_enrol_screen import GOOD_FRAMES, CameraEnrolScreen
 from kiosk.ui.enrol_files_screen import EnrolFilesScreen
 from kiosk.ui.people_screen import ConfirmRemoveScreen, SamplesScreen
-from ui_home import NOW, PIN, admin_app, base_home, demo_people, sign_in, wait_until, write_door_status
+from kiosk.vision.images import read_image
 
 
 @pytest.fixture(scope="session")

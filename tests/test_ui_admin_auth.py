@@ -8,14 +8,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
-
 from conftest import REPO, kiosk_env, make_settings, run_kiosk
+from sqlalchemy import select
+from ui_home import FAST_HASH
+
 from db.models import AdminAction, AdminCredential
 from kiosk.admin.auth import FIRST_LOCK, FREE_ATTEMPTS, MAX_LOCK, AdminAuth, lock_duration
 from kiosk.context import KioskContext
 from kiosk.errors import KioskError
-from ui_home import FAST_HASH
 
 
 class Clock:

@@ -15,17 +15,17 @@ from datetime import timezone
 from pathlib import Path
 
 import pytest
-from textual.widgets import Static
-
 from conftest import STRANGERS, copy_home, make_settings, photos
+from textual.widgets import Static
+from ui_home import NOW, PHOTOS_EACH, base_home, demo_people, fixed_clock, wait_until
+
 from kiosk.context import KioskContext
 from kiosk.door.status import DoorDecision, DoorStatus
+from kiosk.recognition.base import FaceCrops
+from kiosk.recognition.selection import load_recogniser
+from kiosk.ui.door_display import DoorDisplayApp
 from kiosk.vision.face_detection import primary_face
 from kiosk.vision.images import read_image
-from kiosk.recognition.selection import load_recogniser
-from kiosk.recognition.base import FaceCrops
-from kiosk.ui.door_display import DoorDisplayApp
-from ui_home import NOW, PHOTOS_EACH, base_home, demo_people, fixed_clock, wait_until
 
 
 class RecognisingDoor:

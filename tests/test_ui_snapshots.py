@@ -13,15 +13,15 @@ from datetime import timezone
 from pathlib import Path
 
 import pytest
+from conftest import copy_home, dev_people, photos
 from sqlalchemy import update
 from textual.widgets import Input
+from ui_home import NOW, admin_app, base_home, demo_people, fixed_clock, sign_in, wait_until, write_door_status
 
-from conftest import copy_home, dev_people, photos
 from db.models import TrainingRun
 from kiosk.door.status import DoorDecision, DoorStatus
-from kiosk.vision.images import read_image
 from kiosk.ui.door_display import DoorDisplayApp
-from ui_home import NOW, admin_app, base_home, demo_people, fixed_clock, sign_in, wait_until, write_door_status
+from kiosk.vision.images import read_image
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 

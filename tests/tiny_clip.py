@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import DETECTOR, EMBEDDER
+
 from kiosk.config import ModelPaths, RecognitionConfig, Settings, TrainingConfig
 from kiosk.context import KioskContext
 

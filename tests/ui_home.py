@@ -9,7 +9,6 @@ session; tests copy it (conftest.copy_home) before changing anything.
 from __future__ import annotations
 
 import json
-
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -17,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
+from conftest import dev_people, make_settings, photos
 from sqlalchemy import select, update
 
-from conftest import dev_people, make_settings, photos
 from db.models import AccessEvent, AdminAction, Calibration, Person, TrainingRun
 from kiosk.admin.auth import AdminAuth
+from kiosk.admin.enrolment import Enroller
 from kiosk.context import KioskContext
 from kiosk.door.status import DoorStatus, write_status
-from kiosk.admin.enrolment import Enroller
 from kiosk.training.retrain import retrain
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ def build_home(home: Path, detector: object, embedder: object) -> Path:
     ctx = KioskContext(make_settings(home))
     ctx.__dict__["detector"] = detector
     ctx.__dict__["embedder"] = embedder
-    enroller = Enroller(ctx.sessions, ctx.detector, ctx.settings.crops_dir)
+    enroller = Enroller(ctx.sessions, ctx.detector, ctx.crops)
     for person in demo_people():
         enroller.enroll(person.name.replace("_", " "), photos(person)[:PHOTOS_EACH], actor="admin")
     retrain(ctx, actor="admin")

@@ -28,11 +28,11 @@ from sqlalchemy.engine import make_url
 from db.audit_chain import ChainReport, verify_all
 from kiosk.config import Settings
 from kiosk.context import KioskContext
-from kiosk.storage.crop_store import private_dirs
 from kiosk.door.status import read_status
 from kiosk.errors import KioskError
-from kiosk.storage.checksums import file_sha256
 from kiosk.processes import process_alive
+from kiosk.storage.checksums import file_sha256
+from kiosk.storage.crop_store import private_dirs
 
 MANIFEST = "manifest.json"
 DB_NAME = "kiosk.db"

@@ -261,9 +261,9 @@ def _safe_url(url: str) -> str:
 
 
 def check_gpio(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
+    from kiosk.door.gpio_board import open_board
     from kiosk.door.relay import build_relay
     from kiosk.door.sensors import build_sensors
-    from kiosk.door.gpio_board import open_board
 
     hw = ctx.settings.door_hardware
     if service is not None:

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AdminAction, FaceSample, Person
-from kiosk.storage.crop_store import person_dir, remove_person_crops, write_crop
 from kiosk.errors import ImageError, KioskError
+from kiosk.storage.crop_store import CropStore, person_dir, remove_person_crops
 from kiosk.vision.face_alignment import CLIP_SIZE, align
 from kiosk.vision.face_detection import FaceDetector, primary_face
 from kiosk.vision.images import IMAGE_SUFFIXES, decode_image
@@ -75,10 +75,10 @@ def expand_paths(paths: Iterable[Path]) -> list[tuple[Path, str]]:
 class Enroller:
     """Finds, aligns and stores face samples for one person at a time."""
 
-    def __init__(self, sessions: sessionmaker[Session], detector: FaceDetector, crops_dir: Path, max_side: int = 4096):
+    def __init__(self, sessions: sessionmaker[Session], detector: FaceDetector, crops: CropStore, max_side: int = 4096):
         self.sessions = sessions
         self.detector = detector
-        self.crops_dir = crops_dir
+        self.crops = crops
         self.max_side = max_side
 
     def enroll(
@@ -134,8 +134,8 @@ class Enroller:
         if face is None:
             return FileResult(str(path), FAILED, detection.reason)
         crop = align(image, face.keypoints, CLIP_SIZE)
-        crop_path = person_dir(self.crops_dir, person_id) / f"{digest}.png"
-        write_crop(crop_path, crop)
+        crop_path = person_dir(self.crops.crops_dir, person_id) / f"{digest}.png"
+        self.crops.write(crop_path, crop)
         try:
             with self.sessions.begin() as session:
                 session.add(
@@ -143,7 +143,7 @@ class Enroller:
                         person_id=person_id,
                         sha256=digest,
                         source=str(path.resolve()),
-                        crop_path=str(crop_path.relative_to(self.crops_dir)),
+                        crop_path=str(crop_path.relative_to(self.crops.crops_dir)),
                         det_score=face.score,
                         box=_floats(face.box),
                         keypoints=_floats(face.keypoints),

@@ -26,14 +26,14 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from db.models import Person, TrainingRun, utcnow
-from kiosk.recognition.clip_onnx import forget_int8_towers
-from kiosk.context import KioskContext
 from kiosk.admin.enrolment import remove_identity
+from kiosk.context import KioskContext
 from kiosk.errors import KioskError
-from kiosk.storage.thumbnails import forget_thumbnails
+from kiosk.recognition.clip_onnx import forget_int8_towers
 from kiosk.recognition.face_recogniser import train_face_model
 from kiosk.recognition.model_registry import ModelRegistry
 from kiosk.storage.samples import cached_features, load_samples
+from kiosk.storage.thumbnails import forget_thumbnails
 
 
 @dataclass
@@ -62,7 +62,7 @@ def forget_person(ctx: KioskContext, name: str, actor: str = "cli", progress: Ca
     try:
         if samples:
             say("rebuilding the face model without them")
-            feats = cached_features(ctx.sessions, samples, ctx.embedder.encoder_key, ctx.embedder.embed)
+            feats = cached_features(ctx.sessions, ctx.crops, samples, ctx.embedder.encoder_key, ctx.embedder.embed)
             report.rebuilt_face_version = train_face_model(registry, ctx.embedder, samples, feats)
     finally:
         # Even if the rebuild failed (no embedder configured, say), the models holding them go:

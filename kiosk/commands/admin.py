@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiosk.cli import Lazy, main, pass_kiosk
+from kiosk.commands.base import Lazy, main, pass_kiosk
 from kiosk.errors import KioskError
 
 

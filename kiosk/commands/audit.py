@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import sys
-from datetime import datetime, timezone
 
 import click
-from sqlalchemy import select
 
-from db.models import AccessEvent
-from kiosk.cli import Lazy, echo_json, main
-
-
-def _when(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"not an ISO date or time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-EVENT_FIELDS = ["id", "time", "door", "person", "probability", "granted", "reason", "recogniser", "model_version", "tailgating"]
-
-
-def event_row(e: AccessEvent) -> dict[str, object]:
-    return {
-        "id": e.id,
-        "time": e.time.isoformat(),
-        "door": e.door,
-        "person": e.person_name,
-        "probability": e.probability,
-        "granted": e.granted,
-        "reason": e.reason,
-        "recogniser": e.recogniser,
-        "model_version": e.model_version,
-        "tailgating": e.tailgating,
-    }
+from kiosk.commands.base import Lazy, echo_json, main
+from kiosk.errors import KioskError
+from kiosk.storage.audit_query import EVENTS, AuditFilter, audit_rows, parse_time, write_csv
 
 
 @main.group(invoke_without_command=True)
-@click.option("--since", help="Only events at or after this ISO time (UTC unless it says otherwise).")
-@click.option("--until", help="Only events before this ISO time.")
+@click.option("--since", help="Only events at or after this ISO date or time (local time unless it carries an offset).")
+@click.option("--until", help="Only events at or before this ISO date or time (a bare date: to the end of that day).")
 @click.option("--person", help="Only events naming this person.")
 @click.option("--decision", type=click.Choice(["granted", "refused"]), help="Only grants or only refusals.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
@@ -53,25 +23,18 @@ def audit(ctx: click.Context, since: str | None, until: str | None, person: str 
     """Query the access events (the audit trail of the door)."""
     if ctx.invoked_subcommand is not None:
         return
-    query = select(AccessEvent).order_by(AccessEvent.time, AccessEvent.id)
-    if (start := _when(since)) is not None:
-        query = query.where(AccessEvent.time >= start)
-    if (end := _when(until)) is not None:
-        query = query.where(AccessEvent.time < end)
-    if person:
-        query = query.where(AccessEvent.person_name == person)
-    if decision:
-        query = query.where(AccessEvent.granted.is_(decision == "granted"))
+    try:
+        f = AuditFilter(EVENTS, parse_time(since, None), parse_time(until, None, end=True), person or "", decision or "any")
+    except KioskError as exc:
+        raise click.BadParameter(str(exc)) from None
     with ctx.find_object(Lazy).kiosk.sessions() as session:
-        rows = [event_row(e) for e in session.scalars(query)]
+        rows = list(audit_rows(session, f))
     if limit:
         rows = rows[-limit:]
     if fmt == "json":
         echo_json(rows)
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=EVENT_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+        write_csv(sys.stdout, EVENTS, rows)
     else:
         for r in rows:
             prob = "-" if r["probability"] is None else f"{r['probability']:.3f}"

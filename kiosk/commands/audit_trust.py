@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from db.audit_chain import verify_all
-from kiosk.cli import Lazy, echo_json, pass_kiosk
 from kiosk.commands.audit import audit
+from kiosk.commands.base import Lazy, echo_json, pass_kiosk
 from kiosk.storage.retention import purge
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kiosk.admin.backup import backup, restore
-from kiosk.cli import Lazy, main, pass_kiosk
+from kiosk.commands.base import Lazy, main, pass_kiosk
 
 
 @main.command("backup")

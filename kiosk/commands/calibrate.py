@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli import Lazy, echo_json, main, pass_kiosk
+from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
 
 
 @main.command("calibrate")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from db.session import current_revision
-from kiosk.cli import Lazy, main, pass_kiosk
+from kiosk.commands.base import Lazy, main, pass_kiosk
 
 
 @main.group()

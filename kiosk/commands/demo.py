@@ -10,33 +10,25 @@ cooldown is 0 here so that every photo is judged on its own.
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections import defaultdict
 from pathlib import Path
 
 import click
 
-from kiosk.cli import Lazy, pass_kiosk
-from kiosk.cli import main as cli_main
+from kiosk.commands.base import Lazy, pass_kiosk
+from kiosk.commands.base import main as cli_main
 from kiosk.errors import KioskError
-from kiosk.vision.images import IMAGE_SUFFIXES
+from kiosk.vision.images import image_files
 
 DEFAULT_PEOPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces-dev"
 STRANGER = "stranger"
 
 
-def _images(folder: Path) -> list[Path]:
-    def natural(p: Path) -> list[object]:
-        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
-
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=natural)
-
-
 def _people(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise KioskError(f"demo: no such folder: {folder}")
-    people = sorted(p for p in folder.iterdir() if p.is_dir() and _images(p))
+    people = sorted(p for p in folder.iterdir() if p.is_dir() and image_files(p, recursive=False))
     if not people:
         raise KioskError(f"demo: {folder} has no subfolders of photos (one folder per person)")
     return people
@@ -52,8 +44,8 @@ def demo(lazy: Lazy, people: Path | None, strangers: Path | None, enrol_fraction
     from sqlalchemy import select
 
     from db.models import AccessEvent
-    from kiosk.commands.run import RunOptions, run_door, start_door
     from kiosk.admin.enrolment import Enroller
+    from kiosk.door.assembly import RunOptions, run_door, start_door
     from kiosk.training.retrain import retrain
 
     people_dir = (people or DEFAULT_PEOPLE).resolve()
@@ -69,11 +61,11 @@ def demo(lazy: Lazy, people: Path | None, strangers: Path | None, enrol_fraction
         raise KioskError(f"demo: {settings.home} was used before; give the demo a fresh data directory")
 
     enrolled = _people(people_dir)
-    enroller = Enroller(kiosk.sessions, kiosk.detector, settings.crops_dir)
+    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops)
     shown: list[tuple[str, Path]] = []
     click.echo(f"enrolling {len(enrolled)} people from {people_dir} ({enrol_fraction:.0%} of each one's photos)")
     for i, person in enumerate(enrolled, 1):
-        files = _images(person)
+        files = image_files(person, recursive=False)
         cut = min(max(1, math.floor(len(files) * enrol_fraction)), len(files) - 1) if len(files) > 1 else 1
         summary = enroller.enroll(person.name, files[:cut], actor="demo")
         shown += [(person.name, f) for f in files[cut:]]
@@ -82,7 +74,7 @@ def demo(lazy: Lazy, people: Path | None, strangers: Path | None, enrol_fraction
     versions = retrain(kiosk, actor="demo").runs
     click.echo("  " + ", ".join(f"{k} model v{v}" for k, v in versions.items()))
     if strangers_dir.is_dir():
-        shown += [(STRANGER, f) for s in _people(strangers_dir) for f in _images(s)]
+        shown += [(STRANGER, f) for s in _people(strangers_dir) for f in image_files(s, recursive=False)]
     replay.mkdir(parents=True, mode=0o700)
     for i, (who, photo) in enumerate(shown):
         (replay / f"{i:05d}.{photo.suffix.lstrip('.')}").symlink_to(photo.resolve())

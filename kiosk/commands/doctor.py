@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kiosk.cli import Lazy, echo_json, main, pass_kiosk
+from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
 from kiosk.errors import KioskError
 
 MARKS = {"ok": "  ok", "warn": "warn", "fail": "FAIL"}

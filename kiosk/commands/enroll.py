@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli import Lazy, echo_json, main
 from kiosk.admin.enrolment import FAILED, Enroller, FileResult
+from kiosk.commands.base import Lazy, echo_json, main
 
 
 @main.command()
@@ -20,7 +20,7 @@ def enroll(ctx: click.Context, name: str, paths: tuple[Path, ...], as_json: bool
     """Enrol NAME from image files and folders. Exit status 1 if any file failed."""
     lazy: Lazy = ctx.find_object(Lazy)
     kiosk = lazy.kiosk
-    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir, kiosk.settings.detection.max_side)
+    enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops, kiosk.settings.detection.max_side)
 
     def progress(index: int, total: int, result: FileResult) -> None:
         detail = f": {result.reason}" if result.reason else ""

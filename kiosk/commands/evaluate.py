@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli import Lazy, main, pass_kiosk
+from kiosk.commands.base import Lazy, main, pass_kiosk
 
 RECOGNISERS = ("clip", "face", "hybrid")
 
@@ -24,7 +24,8 @@ RECOGNISERS = ("clip", "face", "hybrid")
 def eval_cmd(lazy: Lazy, dataset: Path, strangers: Path, recognisers: tuple[str, ...], report_dir: Path | None, json_file: Path | None, record: bool) -> None:
     """Enrol 80% of each person in DATASET in a throw-away data directory, then try every
     held-back photo and every stranger photo at the door; print the deployment table."""
-    from calibration.protocol import evaluate, record as record_evaluation
+    from calibration.protocol import evaluate
+    from calibration.protocol import record as record_evaluation
     from calibration.report import table, write_report
 
     site = lazy.kiosk

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli import Lazy, echo_json, main
-from kiosk.errors import ImageError, KioskError
+from kiosk.commands.base import Lazy, echo_json, main
 from kiosk.door.threshold_override import threshold_in_force
+from kiosk.errors import ImageError, KioskError
 
 
 @main.command()
@@ -25,10 +25,10 @@ from kiosk.door.threshold_override import threshold_in_force
 @click.pass_context
 def identify(ctx: click.Context, image: Path, as_json: bool, top_k: int) -> None:
     """Name the main face in IMAGE with the recogniser in force. Exit 1 if it holds no face."""
-    from kiosk.vision.face_detection import primary_face
-    from kiosk.vision.images import read_image
     from kiosk.recognition.base import FaceCrops
     from kiosk.recognition.selection import load_recogniser
+    from kiosk.vision.face_detection import primary_face
+    from kiosk.vision.images import read_image
 
     kiosk = ctx.find_object(Lazy).kiosk
     threshold = threshold_in_force(kiosk.settings).value

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from kiosk.cli import Lazy, echo_json, main, pass_kiosk
 from kiosk.admin.enrolment import list_identities
 from kiosk.admin.erasure import forget_person
+from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
 
 
 @main.group(invoke_without_command=True)

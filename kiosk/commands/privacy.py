@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.cli import Lazy, main, pass_kiosk
+from kiosk.commands.base import Lazy, main, pass_kiosk
 from kiosk.storage.crop_store import new_key, require_outside
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from kiosk.cli import Lazy, echo_json, main, pass_kiosk
-from kiosk.training.retrain import RetrainProgress, retrain
+from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
+from kiosk.training.progress import RetrainProgress
+from kiosk.training.retrain import retrain
 
 
 @main.command("retrain")

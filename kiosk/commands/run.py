@@ -1,9 +1,9 @@
-"""`kiosk run`: the unattended door (what the systemd unit starts).
+"""`kiosk run`: the unattended door (what the systemd unit starts), headless or under the door display.
 
-Fail-secure on every way out: the relay is closed at start-up, when the loop ends, on an
-exception, on SIGTERM/SIGHUP (systemd's stop; the relay's own handler closes it first) and on
-Ctrl-C. `start_door` and `run_door` are separate so other front ends (the door display) can
-build the same service and run it their own way.
+The door itself is built and run by kiosk.door.assembly (start_door, run_door); this module
+adds the command line, the printed decisions and the full-screen display. Fail-secure on
+every way out: the relay is closed at start-up, when the loop ends, on an exception, on
+SIGTERM/SIGHUP (systemd's stop; the relay's own handler closes it first) and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,93 +13,18 @@ import signal
 import sys
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
-from kiosk.cli import Lazy, main
+from kiosk.commands.base import Lazy, main
+from kiosk.door.assembly import Door, RunOptions, run_door, start_door
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from kiosk.context import KioskContext
-    from kiosk.door.relay import DoorRelay
-    from kiosk.door.service import DoorService
     from kiosk.door.status import DoorDecision
-
-
-@dataclass
-class RunOptions:
-    camera: str | None = None
-    hold: int | None = None
-    gap: int | None = None
-    fps: float | None = None
-    repeat: int = 1
-
-
-@dataclass
-class Door:
-    """A built service with the hardware it owns, so the caller can always release it."""
-
-    service: DoorService
-    relay: DoorRelay
-    tally: Counter[str] = field(default_factory=Counter)
-
-    def shutdown(self) -> None:
-        self.relay.shutdown()
-
-
-def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
-    """Camera, relay, sensors and recogniser from the configuration plus command-line overrides."""
-    from kiosk.vision.camera import ReplaySource, ResilientCamera, camera_source
-    from kiosk.door.relay import build_relay
-    from kiosk.door.sensors import build_sensors
-    from kiosk.door.service import build_door_service
-    from kiosk.door.gpio_board import open_board
-
-    settings = kiosk.settings
-    updates = {k: v for k, v in (("hold_frames", options.hold), ("gap_frames", options.gap), ("replay_fps", options.fps)) if v is not None}
-    if options.camera is not None:
-        updates["source"] = options.camera
-    camera_config = settings.camera.model_copy(update=updates)
-    source = camera_source(camera_config.source, camera_config)
-    if options.repeat > 1 and isinstance(source, ReplaySource):
-        source = ReplaySource.from_path(Path(camera_config.source), camera_config, options.repeat)
-    hardware = settings.door_hardware
-    board = open_board(hardware)
-    relay = build_relay(hardware, board)
-    try:
-        needs_sensors = hardware.contact_pin is not None or hardware.exit_pin is not None
-        service = build_door_service(
-            kiosk,
-            camera=ResilientCamera(source, camera_config),
-            relay=relay,
-            sensors=(lambda on_event: build_sensors(hardware, relay, on_event, board)) if needs_sensors else None,
-        )
-    except BaseException:
-        relay.shutdown()
-        raise
-    return Door(service, relay)
-
-
-def run_door(door: Door, stop: threading.Event) -> None:
-    """Run until stopped; SIGTERM and SIGHUP close the relay at once and then stop the loop."""
-    from kiosk.door.relay import close_on_signals
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, request_stop)
-        close_on_signals(door.relay)  # runs first, then chains to request_stop
-    try:
-        door.service.run(stop)
-    finally:
-        door.shutdown()
 
 
 def run_display(door: Door) -> int:

@@ -17,10 +17,10 @@ from datetime import datetime
 import numpy as np
 
 from kiosk.door.decision_policy import DecisionPolicy, Observation, Verdict
+from kiosk.recognition.base import FaceCrops, Prediction, Recogniser
 from kiosk.vision.face_alignment import ARCFACE_SIZE, CLIP_SIZE
 from kiosk.vision.face_detection import Face, FaceDetector
 from kiosk.vision.face_tracker import FaceTracker
-from kiosk.recognition.base import FaceCrops, Prediction, Recogniser
 
 STAGES = ("decode", "detect", "align", "recognise", "decide", "store")
 # The aligned sizes each recogniser reads on every face, made here so alignment is timed as its

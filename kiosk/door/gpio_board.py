@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kiosk.config import DoorConfig, PinSpec
+from kiosk.config import DoorHardwareConfig, PinSpec
 from kiosk.errors import KioskError
 
 log = logging.getLogger(__name__)
@@ -298,7 +298,7 @@ def is_jetson() -> bool:
     return False
 
 
-def open_board(config: DoorConfig) -> GpioBoard:
+def open_board(config: DoorHardwareConfig) -> GpioBoard:
     """The GPIO backend `door_hardware.pin_factory` asks for (see the module docstring for auto)."""
     name = config.pin_factory
     if name == "jetson" or (name == "auto" and is_jetson()):

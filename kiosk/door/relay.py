@@ -19,9 +19,9 @@ import time
 from abc import ABC, abstractmethod
 from types import FrameType
 
-from kiosk.config import DoorConfig
-from kiosk.errors import KioskError
+from kiosk.config import DoorHardwareConfig
 from kiosk.door.gpio_board import GpioBoard, OutputLine, open_board
+from kiosk.errors import KioskError
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class TimedRelay(DoorRelay):
                     log.info("door relay closed")
 
 
-def build_relay(config: DoorConfig, board: GpioBoard | None = None) -> DoorRelay:
+def build_relay(config: DoorHardwareConfig, board: GpioBoard | None = None) -> DoorRelay:
     """The configured relay, closed, and shut down at interpreter exit whatever else happens.
 
     `board` lets the door sensors share the relay's GPIO backend.

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
-from kiosk.config import DoorConfig
+from kiosk.config import DoorHardwareConfig
+from kiosk.door.gpio_board import GpioBoard, InputLine, open_board
 from kiosk.door.relay import DoorRelay
 from kiosk.errors import KioskError
-from kiosk.door.gpio_board import GpioBoard, InputLine, open_board
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ EventCallback = Callable[[DoorEvent], None]
 class DoorSensors:
     """Watches the configured inputs; without a contact or exit pin it watches nothing."""
 
-    def __init__(self, config: DoorConfig, relay: DoorRelay, board: GpioBoard, on_event: EventCallback):
+    def __init__(self, config: DoorHardwareConfig, relay: DoorRelay, board: GpioBoard, on_event: EventCallback):
         self._config = config
         self._relay = relay
         self._on_event = on_event
@@ -170,7 +170,7 @@ class DoorSensors:
 
 
 def build_sensors(
-    config: DoorConfig, relay: DoorRelay, on_event: EventCallback, board: GpioBoard | None = None
+    config: DoorHardwareConfig, relay: DoorRelay, on_event: EventCallback, board: GpioBoard | None = None
 ) -> DoorSensors:
     """The configured door contact and exit button on the same GPIO backend as the relay."""
     return DoorSensors(config, relay, board or open_board(config), on_event)

@@ -34,24 +34,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Calibration, TrainingRun
-from kiosk.door.access_log import AccessLog, EventDraft
-from kiosk.vision.camera import Frame, ResilientCamera
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
+from kiosk.door.access_log import AccessLog, EventDraft
 from kiosk.door.decision_policy import DecisionPolicy, Verdict, load_access_rules
-from kiosk.errors import KioskError
-from kiosk.storage.thumbnails import save_thumbnail
-from kiosk.door.threshold_override import threshold_in_force
-from kiosk.recognition.base import Recogniser
+from kiosk.door.frame_handover import FrameHandover
 from kiosk.door.frame_loop import DoorLoop, FrameResult, StageTimes
 from kiosk.door.relay import DoorRelay
+from kiosk.door.service_notify import ServiceNotifier
 from kiosk.door.status import DoorDecision, DoorStatus, write_status
+from kiosk.door.threshold_override import threshold_in_force
+from kiosk.errors import KioskError
+from kiosk.recognition.base import Recogniser
+from kiosk.recognition.selection import Selection
+from kiosk.storage.crop_store import CropStore
+from kiosk.storage.thumbnails import save_thumbnail
+from kiosk.vision.camera import Frame, ResilientCamera
 from kiosk.vision.face_alignment import ARCFACE_SIZE
 from kiosk.vision.face_detection import FaceDetector
 from kiosk.vision.face_tracker import FaceTracker
-from kiosk.door.frame_handover import FrameHandover
-from kiosk.recognition.selection import Selection
-from kiosk.door.service_notify import ServiceNotifier
 
 if TYPE_CHECKING:
     from kiosk.context import KioskContext
@@ -93,6 +94,7 @@ class DoorService:
         selection: Selection,
         relay: DoorRelay,
         sessions: sessionmaker[Session],
+        crops: CropStore,
         clock: Clock,
         loader: Callable[[], Selection] | None = None,
         sensors: SensorsFactory | None = None,
@@ -113,7 +115,7 @@ class DoorService:
         self.policy = DecisionPolicy(policy, threshold_in_force(settings).value, load_access_rules(sessions))
         tracker = FaceTracker(policy.track_iou, policy.track_max_missed)
         self.loop = DoorLoop(detector, tracker, self.policy, policy.max_faces, self.times)
-        thumbs = partial(save_thumbnail, settings) if settings.privacy.thumbnails else None
+        thumbs = partial(save_thumbnail, settings, crops) if settings.privacy.thumbnails else None
         self.access_log = AccessLog(sessions, settings.door, settings.home, thumbs)
         self.handover = FrameHandover(settings.home)
         self.stats = DoorStats()
@@ -396,6 +398,7 @@ def build_door_service(
         selection=selection or load_recogniser(ctx),
         relay=relay,
         sessions=ctx.sessions,
+        crops=ctx.crops,
         clock=clock or SystemClock(),
         loader=lambda: load_recogniser(ctx),
         sensors=sensors,

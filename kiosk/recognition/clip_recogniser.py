@@ -13,10 +13,11 @@ from typing import Protocol
 
 import numpy as np
 
-from kiosk.training.clip_fine_tune import NAME
 from kiosk.errors import KioskError
-from kiosk.vision.face_alignment import CLIP_SIZE
 from kiosk.recognition.base import FaceCrops, MatrixRecogniser
+from kiosk.vision.face_alignment import CLIP_SIZE
+
+NAME = "clip"  # the model registry's name for CLIP versions (training and the door agree on it here)
 
 
 class ImageEncoder(Protocol):

@@ -7,10 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kiosk.storage.checksums import file_sha256
 from kiosk.config import ModelPaths, require_file
 from kiosk.errors import ConfigError
 from kiosk.onnx_runtime import available_providers, session_options
+from kiosk.storage.checksums import file_sha256
 
 
 class FaceEmbedder:

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from kiosk.recognition.base import FaceCrops, MatrixRecogniser
 from kiosk.recognition.face_embedder import FaceEmbedder
 from kiosk.recognition.model_registry import ModelRegistry
-from kiosk.recognition.base import FaceCrops, MatrixRecogniser
 from kiosk.storage.samples import Sample
 
 NAME = "face"

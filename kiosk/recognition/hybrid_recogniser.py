@@ -33,9 +33,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kiosk.recognition.base import Candidate, FaceCrops, Prediction, Recogniser
 from kiosk.recognition.clip_recogniser import ClipRecogniser
 from kiosk.recognition.face_recogniser import FaceRecogniser
-from kiosk.recognition.base import Candidate, FaceCrops, Prediction, Recogniser
 
 NAME = "hybrid"
 

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from calibration.fitting import apply_calibration, uncalibrated
 from kiosk.context import KioskContext
 from kiosk.errors import KioskError
-from kiosk.recognition.face_recogniser import NAME as FACE, FaceRecogniser
-from kiosk.recognition.model_registry import ModelRegistry
 from kiosk.recognition.base import Recogniser
+from kiosk.recognition.face_recogniser import NAME as FACE
+from kiosk.recognition.face_recogniser import FaceRecogniser
+from kiosk.recognition.model_registry import ModelRegistry
+from kiosk.recognition.score_calibration import apply_calibration, uncalibrated
 
 if TYPE_CHECKING:
     from db.models import TrainingRun
@@ -143,7 +144,7 @@ def _load_clip(ctx: KioskContext, notes: list[str]) -> Recogniser:
     if recognition.clip_runtime != "torch":
         tower = onnx_image_tower(clip, towers_folder(ctx.settings.artifacts_dir), providers)
         if recognition.clip_runtime == "onnx-int8":
-            tower = int8_image_tower(tower, lambda: spread_crops(ctx.sessions, ctx.settings.crops_dir), recognition.clip_int8_min_cosine, providers)
+            tower = int8_image_tower(tower, lambda: spread_crops(ctx.sessions, ctx.crops), recognition.clip_int8_min_cosine, providers)
         encoder = tower
     return apply_calibration(ctx, ClipRecogniser.load(path, encoder, run.id))
 

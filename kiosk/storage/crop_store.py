@@ -1,10 +1,10 @@
 """Face images on disk (enrolment crops, event thumbnails): written atomically, private, optionally encrypted.
 
-``write_crop`` and ``read_crop`` are the only way face images reach the disk and come back.
+``CropStore.write`` and ``CropStore.read`` are the only way face images reach the disk and come back.
 With ``privacy.key_file`` set, each file is a Fernet token (AES-128-CBC + HMAC) behind a
 short marker, so a copied data directory shows no faces without the key, which must live
-outside it. The key is configured once per process (``configure``, called by KioskContext)
-rather than passed through every caller, so no code path can store a face in the clear by
+outside it. KioskContext builds the one CropStore of a kiosk from its settings (``ctx.crops``)
+and every caller reads and writes through it, so no code path can store a face in the clear by
 forgetting to hand the key on. Plain files written before encryption was turned on are still
 read.
 """
@@ -24,26 +24,6 @@ from kiosk.errors import ConfigError, ImageError, KioskError, StorageFull
 from kiosk.vision.images import decode_image
 
 MAGIC = b"KIOSK-FERNET-1\n"
-
-_key_file: Path | None = None
-_home: Path | None = None
-_cipher: Fernet | None = None  # loaded on first use
-
-
-def configure(key_file: Path | None, home: Path) -> None:
-    """Set this process's crop key (None: plain PNG); it is read and checked on first use."""
-    global _key_file, _home, _cipher
-    _key_file, _home, _cipher = key_file, home, None
-
-
-def _fernet() -> Fernet | None:
-    global _cipher
-    if _key_file is None:
-        return None
-    if _cipher is None:
-        _cipher = load_key(_key_file, _home)
-    return _cipher
-
 
 def load_key(key_file: Path, home: Path | None) -> Fernet:
     """The Fernet cipher from a key file that is private and outside the data directory."""
@@ -94,43 +74,58 @@ def person_dir(crops_dir: Path, person_id: int) -> Path:
     return crops_dir / str(person_id)
 
 
-def write_crop(path: Path, crop: np.ndarray) -> None:
-    """PNG (lossless), encrypted when a key is configured, written to a temporary name, fsynced, renamed."""
-    ok, buf = cv2.imencode(".png", crop)
-    if not ok:
-        raise ImageError("could not encode the aligned crop")
-    data = buf.tobytes()
-    cipher = _fernet()
-    if cipher is not None:
-        data = MAGIC + cipher.encrypt(data)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        private_dirs(path.parent)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
-            raise StorageFull(f"disk full: cannot store the face image {path}; free space on its disk") from None
-        raise
+class CropStore:
+    """The kiosk's face images: where enrolment crops live, and the key (if any) that seals them."""
 
+    def __init__(self, crops_dir: Path, key_file: Path | None, home: Path):
+        self.crops_dir = crops_dir
+        self.key_file = key_file
+        self.home = home
+        self._cipher: Fernet | None = None  # the key is read and checked on first use
 
-def read_crop(path: Path) -> np.ndarray:
-    data = path.read_bytes()
-    if data.startswith(MAGIC):
-        cipher = _fernet()
-        if cipher is None:
-            raise KioskError(f"face image {path} is encrypted, but 'privacy.key_file' is not set")
+    def _fernet(self) -> Fernet | None:
+        if self.key_file is None:
+            return None
+        if self._cipher is None:
+            self._cipher = load_key(self.key_file, self.home)
+        return self._cipher
+
+    def write(self, path: Path, crop: np.ndarray) -> None:
+        """PNG (lossless), encrypted when a key is configured, written to a temporary name, fsynced, renamed."""
+        ok, buf = cv2.imencode(".png", crop)
+        if not ok:
+            raise ImageError("could not encode the aligned crop")
+        data = buf.tobytes()
+        cipher = self._fernet()
+        if cipher is not None:
+            data = MAGIC + cipher.encrypt(data)
+        tmp = path.with_name(path.name + ".tmp")
         try:
-            data = cipher.decrypt(data[len(MAGIC):])
-        except InvalidToken:
-            raise KioskError(f"face image {path} does not decrypt with {_key_file}: wrong key file, or the file is damaged") from None
-    return decode_image(data)
+            private_dirs(path.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise StorageFull(f"disk full: cannot store the face image {path}; free space on its disk") from None
+            raise
+
+    def read(self, path: Path) -> np.ndarray:
+        data = path.read_bytes()
+        if data.startswith(MAGIC):
+            cipher = self._fernet()
+            if cipher is None:
+                raise KioskError(f"face image {path} is encrypted, but 'privacy.key_file' is not set")
+            try:
+                data = cipher.decrypt(data[len(MAGIC):])
+            except InvalidToken:
+                raise KioskError(f"face image {path} does not decrypt with {self.key_file}: wrong key file, or the file is damaged") from None
+        return decode_image(data)
 
 
 def remove_person_crops(crops_dir: Path, person_id: int) -> None:

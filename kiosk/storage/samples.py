@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import FaceSample, FeatureCache, Person
-from kiosk.storage.crop_store import read_crop
+from kiosk.storage.crop_store import CropStore
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,10 @@ def load_samples(sessions: sessionmaker[Session], crops_dir: Path) -> list[Sampl
     return sorted(samples, key=lambda s: (s.person, s.sha256))
 
 
-def spread_crops(sessions: sessionmaker[Session], crops_dir: Path, limit: int = 64) -> list[np.ndarray]:
+def spread_crops(sessions: sessionmaker[Session], crops: CropStore, limit: int = 64) -> list[np.ndarray]:
     """Up to ``limit`` stored face crops spread evenly over everyone enrolled."""
-    samples = load_samples(sessions, crops_dir)
-    return [read_crop(s.crop_path) for s in samples[:: max(1, len(samples) // limit)][:limit]]
+    samples = load_samples(sessions, crops.crops_dir)
+    return [crops.read(s.crop_path) for s in samples[:: max(1, len(samples) // limit)][:limit]]
 
 
 def split_samples(samples: Sequence[Sample], validation_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -63,6 +63,7 @@ def split_samples(samples: Sequence[Sample], validation_fraction: float, seed: i
 
 def cached_features(
     sessions: sessionmaker[Session],
+    crops: CropStore,
     samples: Sequence[Sample],
     encoder: str,
     compute: Callable[[list[np.ndarray]], np.ndarray],
@@ -81,7 +82,7 @@ def cached_features(
     missing = [s for s in samples if s.id not in found]
     for start in range(0, len(missing), batch_size):
         batch = missing[start : start + batch_size]
-        feats = np.asarray(compute([read_crop(s.crop_path) for s in batch]), dtype=np.float32)
+        feats = np.asarray(compute([crops.read(s.crop_path) for s in batch]), dtype=np.float32)
         with sessions.begin() as session:
             for s, f in zip(batch, feats):
                 session.add(FeatureCache(sample_id=s.id, encoder=encoder, vector=f.tobytes()))

@@ -21,17 +21,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AccessEvent
 from kiosk.config import Settings
-from kiosk.storage.crop_store import write_crop
+from kiosk.storage.crop_store import CropStore
 
 THUMBNAILS = "thumbnails"
 
 
-def save_thumbnail(settings: Settings, when: datetime, face: np.ndarray) -> str | None:
+def save_thumbnail(settings: Settings, crops: CropStore, when: datetime, face: np.ndarray) -> str | None:
     """Store a face thumbnail for an event at ``when``; its path for AccessEvent.thumbnail_path, or None when off."""
     if not settings.privacy.thumbnails:
         return None
     relative = Path(THUMBNAILS) / when.astimezone(timezone.utc).strftime("%Y-%m-%d") / f"{uuid.uuid4().hex}.png"
-    write_crop(settings.home / relative, face)
+    crops.write(settings.home / relative, face)
     return relative.as_posix()
 
 

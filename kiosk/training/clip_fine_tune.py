@@ -32,13 +32,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kiosk.recognition.clip_model import ClipModel, TokenisedPrompts, normalise
 from kiosk.config import TrainingConfig
+from kiosk.recognition.clip_model import ClipModel, TokenisedPrompts, normalise
+from kiosk.recognition.clip_recogniser import NAME
 from kiosk.recognition.model_registry import ModelRegistry
-from kiosk.training.retrain import RetrainCancelled, RetrainProgress
 from kiosk.storage.samples import Sample, split_samples
+from kiosk.training.progress import RetrainCancelled, RetrainProgress
 
-NAME = "clip"
 NOTHING_TO_VALIDATE = "nothing to validate: no person has enough samples to hold one back, all are used for training"
 
 

@@ -13,50 +13,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from db.models import AdminAction
 from kiosk.context import KioskContext
 from kiosk.errors import KioskError
-from kiosk.recognition.face_recogniser import NAME as FACE, train_face_model
+from kiosk.recognition.clip_recogniser import NAME as CLIP
+from kiosk.recognition.face_recogniser import NAME as FACE
+from kiosk.recognition.face_recogniser import train_face_model
 from kiosk.recognition.model_registry import ModelRegistry
 from kiosk.storage.samples import cached_features, load_samples
+from kiosk.training.progress import Progress, RetrainCancelled, RetrainProgress, RetrainResult
 
 if TYPE_CHECKING:
     from kiosk.recognition.clip_model import ClipModel
 
-CLIP = "clip"  # kiosk.training.clip_fine_tune.NAME, kept here so importing this module stays free of torch
-
-
 log = logging.getLogger(__name__)
-
-class RetrainCancelled(KioskError):
-    """The operator cancelled; the model in force is unchanged."""
-
-
-@dataclass(frozen=True)
-class RetrainProgress:
-    """One progress report: which recogniser, which stage, and the figures so far."""
-
-    recogniser: str
-    stage: str  # "features" | "epoch" | "done" | a short free-form stage name
-    done: int = 0
-    total: int = 0
-    epoch: int | None = None
-    loss: float | None = None
-    train_accuracy: float | None = None
-    val_accuracy: float | None = None
-    message: str = ""
-
-
-@dataclass
-class RetrainResult:
-    runs: dict[str, int] = field(default_factory=dict)  # recogniser name -> new model version
-    metrics: dict[str, dict[str, object]] = field(default_factory=dict)
-
-
-Progress = Callable[[RetrainProgress], None]
 
 
 def retrain(
@@ -95,7 +67,7 @@ def retrain(
 
     result = RetrainResult()
     if wanted != CLIP:
-        feats = cached_features(ctx.sessions, samples, ctx.embedder.encoder_key, ctx.embedder.embed, progress=features_reporter(FACE))
+        feats = cached_features(ctx.sessions, ctx.crops, samples, ctx.embedder.encoder_key, ctx.embedder.embed, progress=features_reporter(FACE))
         check()
         run_id = train_face_model(registry, ctx.embedder, samples, feats, lambda msg: report(RetrainProgress(FACE, "fit", message=msg)))
         result.runs[FACE] = run_id
@@ -104,7 +76,7 @@ def retrain(
     if clip is not None:
         from kiosk.training.clip_fine_tune import train_clip_model
 
-        feats = cached_features(ctx.sessions, samples, clip.encoder_key, clip.encode_images, progress=features_reporter(CLIP))
+        feats = cached_features(ctx.sessions, ctx.crops, samples, clip.encoder_key, clip.encode_images, progress=features_reporter(CLIP))
         check()
         run_id = train_clip_model(
             registry, clip, samples, feats, ctx.settings.training, ctx.settings.recognition.prompt_template,

@@ -12,28 +12,28 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
 
-import numpy as np
 from textual.app import App
 from textual.binding import Binding
 
 from db.models import utcnow
 from kiosk.context import KioskContext
 from kiosk.door.frame_handover import request_frames
+from kiosk.ui.admin_host import FrameSource
 from kiosk.ui.audit_screen import AuditScreen
 from kiosk.ui.calibration_screen import CalibrationScreen
-from kiosk.ui.door_monitor_screen import DoorScreen
+from kiosk.ui.door_monitor_screen import DoorMonitorScreen
 from kiosk.ui.people_screen import PeopleScreen
 from kiosk.ui.retrain_screen import RetrainScreen
 from kiosk.ui.sign_in import SignInScreen
 
-FrameSource = Callable[[Path, int, float], list[np.ndarray]]
-
 
 class AdminApp(App[None]):
+    """The admin's terminal app; it satisfies kiosk.ui.admin_host.AdminHost for its screens."""
+
     TITLE = "Door kiosk admin"
     ENABLE_COMMAND_PALETTE = False
     MODES = {
-        "door": DoorScreen,
+        "door": DoorMonitorScreen,
         "people": PeopleScreen,
         "retrain": RetrainScreen,
         "audit": AuditScreen,

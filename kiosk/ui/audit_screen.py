@@ -1,86 +1,36 @@
 """Audit screen: access events or the admin-action log, filtered, paged, exported as CSV.
 
-Filters: a time range (ISO dates or times, in the admin's zone), a person (the event's name,
-or the admin action's subject), and for access events the decision. Queries run in a thread
+Filters (their meaning is kiosk.storage.audit_query's, shared with `kiosk audit`): a time range,
+a person, and for access events the decision. Queries run in a thread
 worker, one page at a time, so a long log never stalls the UI. Export writes every matching
 row, not just the page on screen, with the same columns as `kiosk audit --format csv`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Select as Choice, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Select as Choice
 
 from db.models import AccessEvent, AdminAction
-from kiosk.commands.audit import EVENT_FIELDS, event_row
 from kiosk.errors import KioskError
+from kiosk.storage.audit_query import ACTIONS, EVENTS, AuditFilter, audit_query, audit_rows, parse_time, write_csv
 from kiosk.ui.text import prob, when
 
 if TYPE_CHECKING:
-    from kiosk.ui.admin_app import AdminApp
+    from kiosk.ui.admin_host import AdminHost
 
-EVENTS, ACTIONS = "events", "actions"
-ACTION_FIELDS = ["id", "time", "actor", "action", "subject", "details"]
 EVENT_COLUMNS = [("time", 19), ("person", 16), ("prob", 5), ("decision", 8), ("reason", 40)]
 ACTION_COLUMNS = [("time", 19), ("actor", 10), ("action", 14), ("subject", 16), ("details", 60)]
-
-
-@dataclass(frozen=True)
-class AuditFilter:
-    log: str = EVENTS
-    since: datetime | None = None
-    until: datetime | None = None
-    person: str = ""
-    decision: str = "any"  # any | granted | refused
-
-
-def parse_time(text: str, tz: tzinfo | None, end: bool = False) -> datetime | None:
-    """An ISO date or time typed by the admin, read in their zone; a bare date 'until' means its end."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise KioskError(f"not an ISO date or time: {text!r} (e.g. 2025-03-01 or 2025-03-01 08:30)") from None
-    if end and len(text) == 10:
-        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999999)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=tz) if tz is not None else parsed.astimezone()
-    return parsed
-
-
-def audit_query(f: AuditFilter) -> Select[Any]:
-    model = AccessEvent if f.log == EVENTS else AdminAction
-    query = select(model)
-    if f.since is not None:
-        query = query.where(model.time >= f.since)
-    if f.until is not None:
-        query = query.where(model.time <= f.until)
-    if f.log == EVENTS:
-        if f.person:
-            query = query.where(AccessEvent.person_name == f.person)
-        if f.decision != "any":
-            query = query.where(AccessEvent.granted.is_(f.decision == "granted"))
-    elif f.person:
-        query = query.where(AdminAction.subject == f.person)
-    return query
-
-
-def action_row(a: AdminAction) -> dict[str, object]:
-    return {"id": a.id, "time": a.time.isoformat(), "actor": a.actor, "action": a.action, "subject": a.subject, "details": json.dumps(a.details, sort_keys=True)}
 
 
 @dataclass(frozen=True)
@@ -110,7 +60,7 @@ class AuditScreen(Screen[None]):
         Binding("slash", "filters", "Filter"),
     ]
 
-    app: AdminApp
+    app: AdminHost
 
     def __init__(self) -> None:
         super().__init__()
@@ -184,7 +134,8 @@ class AuditScreen(Screen[None]):
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             pages = max(1, -(-total // size))
             number = min(self.page_number, pages - 1)
-            items = session.scalars(query.order_by(model.time.desc(), model.id.desc()).offset(number * size).limit(size)).all()
+            newest_first = query.order_by(None).order_by(model.time.desc(), model.id.desc())
+            items = session.scalars(newest_first.offset(number * size).limit(size)).all()
             rows = [(f"{f.log}-{item.id}", *self._cells(item)) for item in items]
         self.app.call_from_thread(self._show, Page(f, number, pages, total, rows))
 
@@ -217,15 +168,9 @@ class AuditScreen(Screen[None]):
     def export(self, f: AuditFilter) -> None:
         stamp = self.app.clock().astimezone(self.app.tz).strftime("%Y%m%d-%H%M%S")
         path = Path(self.app.export_dir) / f"audit-{f.log}-{stamp}.csv"
-        model = AccessEvent if f.log == EVENTS else AdminAction
         try:
             with self.app.kiosk.sessions() as session, path.open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=EVENT_FIELDS if f.log == EVENTS else ACTION_FIELDS)
-                writer.writeheader()
-                count = 0
-                for item in session.scalars(audit_query(f).order_by(model.time, model.id)):
-                    writer.writerow(event_row(item) if f.log == EVENTS else action_row(item))
-                    count += 1
+                count = write_csv(fh, f.log, audit_rows(session, f))
         except OSError as exc:
             self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error")
             return

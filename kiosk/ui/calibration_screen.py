@@ -13,23 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import select
 from textual import on, work
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
+from calibration.metrics import grid_rates_at
 from db.models import AdminAction, Calibration
 from kiosk.door.status import read_status
+from kiosk.door.threshold_override import ThresholdInForce, set_threshold, threshold_in_force
 from kiosk.errors import KioskError
 from kiosk.recognition.face_recogniser import NAME as FACE
 from kiosk.recognition.model_registry import ModelRegistry
-from kiosk.door.threshold_override import ThresholdInForce, set_threshold, threshold_in_force
 from kiosk.ui.text import percent, when
 
 if TYPE_CHECKING:
-    from kiosk.ui.admin_app import AdminApp
+    from kiosk.ui.admin_host import AdminHost
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,7 @@ def rates_at(cal: Calibration, threshold: float) -> Rates | None:
     m: dict[str, Any] = cal.metrics or {}
     curve = m.get("curve")
     if isinstance(curve, dict) and all(k in curve for k in ("thresholds", "fpir", "fnir")) and curve["thresholds"]:
-        t = np.asarray(curve["thresholds"], dtype=float)
-        order = np.argsort(t)
-        t = t[order]
-        fpir = float(np.interp(threshold, t, np.asarray(curve["fpir"], dtype=float)[order]))
-        fnir = float(np.interp(threshold, t, np.asarray(curve["fnir"], dtype=float)[order]))
+        fpir, fnir = grid_rates_at(curve, threshold)
         return Rates(threshold, fpir, fnir, True)
     if "fpir" in m or "fnir" in m:
         return Rates(cal.threshold, m.get("fpir"), m.get("fnir"), abs(cal.threshold - threshold) < 1e-9)
@@ -75,7 +71,7 @@ class CalibrationScreen(Screen[None]):
     #changes { height: 1fr; padding: 0 1; color: $text-muted; }
     """
 
-    app: AdminApp
+    app: AdminHost
 
     def __init__(self) -> None:
         super().__init__()

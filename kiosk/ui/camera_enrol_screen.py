@@ -24,19 +24,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 from textual.worker import get_current_worker
 
-from kiosk.vision.capture_quality import face_quality
-from kiosk.admin.enrolment import DUPLICATE, FAILED, STORED, Enroller, EnrollSummary
+from kiosk.admin.enrolment import DUPLICATE, FAILED, STORED, EnrollSummary
 from kiosk.errors import KioskError
+from kiosk.ui.enrol_dialog import EnrolDialog, EnrolFinished
+from kiosk.ui.thumbnails import half_blocks
+from kiosk.vision.capture_quality import face_quality
 from kiosk.vision.face_alignment import ARCFACE_SIZE, align
 from kiosk.vision.face_detection import primary_face
-from kiosk.ui.thumbnails import half_blocks
 
 if TYPE_CHECKING:
-    from kiosk.ui.admin_app import AdminApp
+    pass
 
 GOOD_FRAMES = 5  # samples to collect from one capture
 MAX_FRAMES = 40  # give up after this many frames (the person walked away)
@@ -54,13 +54,7 @@ class FrameChecked(Message):
     preview: Text | None
 
 
-@dataclass
-class CaptureFinished(Message):
-    summary: EnrollSummary | None
-    error: str = ""
-
-
-class CameraEnrolScreen(ModalScreen[None]):
+class CameraEnrolScreen(EnrolDialog):
     DEFAULT_CSS = """
     CameraEnrolScreen { align: center middle; }
     #camera-box { width: 100%; height: 100%; border: round $primary; background: $surface; padding: 0 1; }
@@ -71,12 +65,7 @@ class CameraEnrolScreen(ModalScreen[None]):
     #camera-summary { height: 2; }
     """
     BINDINGS = [Binding("escape", "close", "Stop / close")]
-
-    app: AdminApp
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.running = False
+    SUMMARY_ID = "camera-summary"
 
     def compose(self) -> ComposeResult:
         with Vertical(id="camera-box"):
@@ -101,13 +90,13 @@ class CameraEnrolScreen(ModalScreen[None]):
         if self.running:
             return
         if not name:
-            self._summary("[red]give the person's name first[/]")
+            self.show_summary("[red]give the person's name first[/]")
             return
         self.running = True
         table = self.query_one("#camera-frames", DataTable)
         table.clear()
         table.focus()
-        self._summary(f"asking the door service for frames of {name}: look at the camera")
+        self.show_summary(f"asking the door service for frames of {name}: look at the camera")
         self.capture(name)
 
     @work(thread=True, exclusive=True, group="camera-enrol")
@@ -140,12 +129,11 @@ class CameraEnrolScreen(ModalScreen[None]):
             if worker.is_cancelled:
                 return
             if not good:
-                self.post_message(CaptureFinished(None, f"no usable frame in {number}: nothing enrolled"))
+                self.post_message(EnrolFinished(None, f"no usable frame in {number}: nothing enrolled"))
                 return
-            enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir, kiosk.settings.detection.max_side)
-            self.post_message(CaptureFinished(enroller.enroll(name, good, actor=self.app.actor)))
+            self.enrol_photos(name, good)
         except KioskError as exc:
-            self.post_message(CaptureFinished(None, str(exc)))
+            self.post_message(EnrolFinished(None, str(exc)))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -169,28 +157,20 @@ class CameraEnrolScreen(ModalScreen[None]):
         table.move_cursor(row=table.row_count - 1)
         if message.preview is not None:
             self.query_one("#camera-preview", Static).update(message.preview)
-        self._summary(f"{message.good_so_far}/{GOOD_FRAMES} good frames after {message.number} tried")
+        self.show_summary(f"{message.good_so_far}/{GOOD_FRAMES} good frames after {message.number} tried")
 
-    def on_capture_finished(self, message: CaptureFinished) -> None:
-        self.running = False
-        s = message.summary
-        if s is None:
-            self._summary(f"[red]{message.error}[/]")
-            return
+    def outcome(self, s: EnrollSummary) -> str:
         failed = "; ".join(r.reason for r in s.results if r.status == FAILED)
-        self._summary(
+        return (
             f"{s.person}: {s.count(STORED)} samples stored from the camera, {s.count(DUPLICATE)} duplicate, {s.count(FAILED)} refused"
             + (f" ({failed})" if failed else "")
             + ". Retrain (F3) to use them."
         )
 
-    def _summary(self, text: str) -> None:
-        self.query_one("#camera-summary", Static).update(text)
-
     def action_close(self) -> None:
         if self.running:
             self.workers.cancel_group(self, "camera-enrol")
             self.running = False
-            self._summary("capture stopped: nothing enrolled")
+            self.show_summary("capture stopped: nothing enrolled")
             return
         self.dismiss(None)

@@ -5,7 +5,7 @@ the listener on its own thread, which only posts a message (thread-safe), so the
 never waits for the screen. A greeting stays up a few seconds, then the screen returns to idle.
 If the loop stops, the app exits with status 1 so systemd restarts the whole unit.
 
-The loop is anything with the three methods of ``DoorLoop`` (the door service has them).
+The loop is anything with the three methods of ``DoorFeed`` (the door service has them).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from kiosk.door.status import DoorDecision, DoorStatus
 GREET_SECONDS = 4.0
 
 
-class DoorLoop(Protocol):
+class DoorFeed(Protocol):
     """What the display needs from the door service."""
 
     def add_listener(self, callback: Callable[[DoorDecision], None]) -> None: ...
@@ -64,7 +64,7 @@ class DoorDisplayApp(App[None]):
 
     def __init__(
         self,
-        door: DoorLoop,
+        door: DoorFeed,
         *,
         clock: Callable[[], datetime] = utcnow,
         tz: tzinfo | None = None,

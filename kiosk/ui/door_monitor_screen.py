@@ -19,14 +19,14 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from db.models import AccessEvent
 from kiosk.door.status import DoorStatus, read_status
+from kiosk.door.threshold_override import threshold_in_force
 from kiosk.errors import KioskError
 from kiosk.recognition.face_recogniser import NAME as FACE
 from kiosk.recognition.model_registry import ModelRegistry
-from kiosk.door.threshold_override import threshold_in_force
 from kiosk.ui.text import prob, when
 
 if TYPE_CHECKING:
-    from kiosk.ui.admin_app import AdminApp
+    from kiosk.ui.admin_host import AdminHost
 
 FEED_ROWS = 50
 STALE_SECONDS = 5.0  # the service writes its status about once a second
@@ -40,13 +40,13 @@ class DoorView:
     events: list[AccessEvent]
 
 
-class DoorScreen(Screen[None]):
+class DoorMonitorScreen(Screen[None]):
     DEFAULT_CSS = """
     #door-status { height: auto; border: round $primary; padding: 0 1; }
     #feed { height: 1fr; }
     """
 
-    app: AdminApp
+    app: AdminHost
 
     def __init__(self) -> None:
         super().__init__()

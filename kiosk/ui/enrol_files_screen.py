@@ -18,17 +18,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from db.models import FaceSample
+from kiosk.admin.enrolment import FAILED, STORED, EnrollSummary, FileResult
+from kiosk.ui.enrol_dialog import EnrolDialog
 from kiosk.vision.capture_quality import stored_quality
-from kiosk.storage.crop_store import read_crop
-from kiosk.admin.enrolment import FAILED, STORED, Enroller, EnrollSummary, FileResult
-from kiosk.errors import KioskError
 
 if TYPE_CHECKING:
-    from kiosk.ui.admin_app import AdminApp
+    from kiosk.ui.admin_host import AdminHost
 
 
 @dataclass
@@ -39,13 +37,7 @@ class FileDone(Message):
     quality: str
 
 
-@dataclass
-class EnrolFinished(Message):
-    summary: EnrollSummary | None
-    error: str = ""
-
-
-def sample_quality(app: AdminApp, result: FileResult) -> str:
+def sample_quality(app: AdminHost, result: FileResult) -> str:
     """The stored sample's quality, read back from its row and crop (no second detection)."""
     if result.status != STORED:
         return ""
@@ -56,12 +48,12 @@ def sample_quality(app: AdminApp, result: FileResult) -> str:
         ).first()
     if sample is None:
         return ""
-    quality = stored_quality(sample.box, sample.keypoints, read_crop(kiosk.settings.crops_dir / sample.crop_path))
+    quality = stored_quality(sample.box, sample.keypoints, kiosk.crops.read(kiosk.settings.crops_dir / sample.crop_path))
     flags = "; ".join(quality.problems)
     return quality.summary() + (f"  ({flags})" if flags else "")
 
 
-class EnrolFilesScreen(ModalScreen[None]):
+class EnrolFilesScreen(EnrolDialog):
     DEFAULT_CSS = """
     EnrolFilesScreen { align: center middle; }
     #enrol-box { width: 100%; height: 100%; border: round $primary; background: $surface; padding: 0 1; }
@@ -70,12 +62,6 @@ class EnrolFilesScreen(ModalScreen[None]):
     #enrol-summary { height: 2; }
     """
     BINDINGS = [Binding("escape", "close", "Close")]
-
-    app: AdminApp
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.running = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="enrol-box"):
@@ -107,30 +93,24 @@ class EnrolFilesScreen(ModalScreen[None]):
         try:
             paths = [Path(p).expanduser() for p in shlex.split(self.query_one("#enrol-paths", Input).value)]
         except ValueError as exc:
-            self._summary(f"[red]cannot read the paths: {exc}[/]")
+            self.show_summary(f"[red]cannot read the paths: {exc}[/]")
             return
         if not name or not paths:
-            self._summary("[red]give a name and at least one file or folder[/]")
+            self.show_summary("[red]give a name and at least one file or folder[/]")
             return
         self.running = True
         table = self.query_one("#enrol-results", DataTable)
         table.clear()
         table.focus()
-        self._summary(f"enrolling {name}...")
+        self.show_summary(f"enrolling {name}...")
         self.enrol(name, paths)
 
     @work(thread=True, exclusive=True, group="enrol-files")
     def enrol(self, name: str, paths: list[Path]) -> None:
-        kiosk = self.app.kiosk
-        enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir, kiosk.settings.detection.max_side)
-
         def progress(index: int, total: int, result: FileResult) -> None:
             self.post_message(FileDone(index, total, result, sample_quality(self.app, result)))
 
-        try:
-            self.post_message(EnrolFinished(enroller.enroll(name, paths, progress, actor=self.app.actor)))
-        except KioskError as exc:
-            self.post_message(EnrolFinished(None, str(exc)))
+        self.enrol_photos(name, paths, progress)
 
     def on_file_done(self, message: FileDone) -> None:
         r = message.result
@@ -142,21 +122,10 @@ class EnrolFilesScreen(ModalScreen[None]):
         else:
             result, detail = "[yellow]duplicate[/]", r.reason
         self.query_one("#enrol-results", DataTable).add_row(f"{message.index}/{message.total}", Path(r.path).name, result, detail)
-        self._summary(f"{message.index}/{message.total} files done")
+        self.show_summary(f"{message.index}/{message.total} files done")
 
-    def on_enrol_finished(self, message: EnrolFinished) -> None:
-        self.running = False
-        s = message.summary
-        if s is None:
-            self._summary(f"[red]{message.error}[/]")
-            return
-        self._summary(
-            f"{s.person}: {s.count(STORED)} stored, {s.count('duplicate')} duplicate, {s.count(FAILED)} refused. "
-            "Retrain (F3) to use the new samples."
-        )
-
-    def _summary(self, text: str) -> None:
-        self.query_one("#enrol-summary", Static).update(text)
+    def outcome(self, s: EnrollSummary) -> str:
+        return f"{s.person}: {s.count(STORED)} stored, {s.count('duplicate')} duplicate, {s.count(FAILED)} refused. Retrain (F3) to use the new samples."
 
     def action_close(self) -> None:
         if self.running:

@@ -20,7 +20,6 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from db.models import FaceSample, Person
-from kiosk.storage.crop_store import read_crop
 from kiosk.admin.erasure import forget_person
 from kiosk.errors import KioskError
 from kiosk.ui.camera_enrol_screen import CameraEnrolScreen
@@ -29,7 +28,7 @@ from kiosk.ui.text import when, windows
 from kiosk.ui.thumbnails import half_blocks
 
 if TYPE_CHECKING:
-    from kiosk.ui.admin_app import AdminApp
+    from kiosk.ui.admin_host import AdminHost
 
 THUMB_CELLS = 16  # 16 cells wide, 8 tall: a face is recognisable at 16x16 pixels
 
@@ -43,7 +42,7 @@ class PersonRow:
     hours: str
 
 
-def people_rows(app: AdminApp, search: str) -> list[PersonRow]:
+def people_rows(app: AdminHost, search: str) -> list[PersonRow]:
     query = (
         select(Person, func.count(FaceSample.id))
         .outerjoin(FaceSample)
@@ -73,7 +72,7 @@ class PeopleScreen(Screen[None]):
         Binding("x,delete", "remove", "Remove"),
     ]
 
-    app: AdminApp
+    app: AdminHost
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -202,7 +201,7 @@ class SamplesScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
 
-    app: AdminApp
+    app: AdminHost
 
     def __init__(self, name: str):
         super().__init__()
@@ -231,7 +230,7 @@ class SamplesScreen(ModalScreen[None]):
         views = []
         for source, score, crop_path in rows:
             try:
-                thumb: object = half_blocks(read_crop(kiosk.settings.crops_dir / crop_path), THUMB_CELLS)
+                thumb: object = half_blocks(kiosk.crops.read(kiosk.settings.crops_dir / crop_path), THUMB_CELLS)
             except (OSError, KioskError) as exc:
                 thumb = f"(crop unreadable: {exc})"
             views.append(SampleView(Path(source).name, score, thumb))

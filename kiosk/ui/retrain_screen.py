@@ -23,11 +23,12 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from db.models import TrainingRun
 from kiosk.errors import KioskError
-from kiosk.training.retrain import RetrainCancelled, RetrainProgress, RetrainResult, retrain
+from kiosk.training.progress import RetrainCancelled, RetrainProgress, RetrainResult
+from kiosk.training.retrain import retrain
 from kiosk.ui.text import when
 
 if TYPE_CHECKING:
-    from kiosk.ui.admin_app import AdminApp
+    from kiosk.ui.admin_host import AdminHost
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class RetrainFinished(Message):
     error: str = ""
 
 
-def versions_in_force(app: AdminApp) -> dict[str, TrainingRun]:
+def versions_in_force(app: AdminHost) -> dict[str, TrainingRun]:
     """The newest complete version of every recogniser, by recogniser name."""
     with app.kiosk.sessions() as session:
         newest = (
@@ -71,7 +72,7 @@ class RetrainScreen(Screen[None]):
     """
     BINDINGS = [Binding("s", "start", "Start"), Binding("x", "cancel", "Cancel")]
 
-    app: AdminApp
+    app: AdminHost
 
     def __init__(self) -> None:
         super().__init__()

@@ -13,7 +13,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from kiosk.admin.auth import AdminAuth, SignIn
 
 if TYPE_CHECKING:
-    from kiosk.ui.admin_app import AdminApp
+    from kiosk.ui.admin_host import AdminHost
 
 
 class SignInScreen(Screen[str]):
@@ -27,7 +27,7 @@ class SignInScreen(Screen[str]):
     #sign-in-message.error { color: $error; }
     """
 
-    app: AdminApp
+    app: AdminHost
 
     def compose(self) -> ComposeResult:
         yield Header()

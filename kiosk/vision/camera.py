@@ -23,7 +23,7 @@ import numpy as np
 
 from kiosk.config import CameraConfig
 from kiosk.errors import ImageError, KioskError
-from kiosk.vision.images import IMAGE_SUFFIXES, decode_image
+from kiosk.vision.images import IMAGE_SUFFIXES, decode_image, image_files
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class ReplaySource(CameraSource):
     @classmethod
     def from_path(cls, path: Path, config: CameraConfig, repeat: int = 1) -> ReplaySource:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(path)
             root = path
         else:
             files, root = [path], path.parent

@@ -7,6 +7,7 @@ reduced scale straight from the file (JPEG's DCT scaling), never at full size fi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -66,8 +67,24 @@ def _header_size(data: bytes) -> tuple[int, int]:
         raise ImageError(f"unreadable image header ({exc})") from None
 
 
+def natural_key(path: Path) -> list[object]:
+    """Sort key that puts 2.jpg before 10.jpg, part by part along the path."""
+    return [int(t) if t.isdigit() else t for part in path.parts for t in re.split(r"(\d+)", part)]
+
+
+def image_files(folder: Path, recursive: bool = True) -> list[Path]:
+    """The image files in a folder (by suffix; hidden files left out), in natural order.
+
+    The one way the kiosk lists photos: enrolment, replayed cameras, calibration's strangers,
+    the evaluation protocol and the demo all read folders through here.
+    """
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        (p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
+        key=lambda p: natural_key(p.relative_to(folder)),
+    )
+
+
 def iter_image_files(path: Path) -> list[Path]:
-    """The image files under a folder (recursively, sorted), or the file itself."""
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return [path]
+    """The image files under a folder (recursively), or the file itself."""
+    return image_files(path) if path.is_dir() else [path]

@@ -1,0 +1,93 @@
+"""The door's factory: camera, relay, sensors and recogniser built from the settings, then run.
+
+`kiosk run`, the door display and the demo all start the door through here, so they run the
+same service with the same fail-secure handling. Fail-secure on every way out: the relay is
+closed at start-up, when the loop ends, on an exception, and on SIGTERM/SIGHUP (systemd's
+stop; the relay's own handler closes it first).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kiosk.context import KioskContext
+    from kiosk.door.relay import DoorRelay
+    from kiosk.door.service import DoorService
+
+
+@dataclass
+class RunOptions:
+    camera: str | None = None
+    hold: int | None = None
+    gap: int | None = None
+    fps: float | None = None
+    repeat: int = 1
+
+
+@dataclass
+class Door:
+    """A built service with the hardware it owns, so the caller can always release it."""
+
+    service: DoorService
+    relay: DoorRelay
+    tally: Counter[str] = field(default_factory=Counter)
+
+    def shutdown(self) -> None:
+        self.relay.shutdown()
+
+
+def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
+    """Camera, relay, sensors and recogniser from the configuration plus command-line overrides."""
+    from kiosk.door.gpio_board import open_board
+    from kiosk.door.relay import build_relay
+    from kiosk.door.sensors import build_sensors
+    from kiosk.door.service import build_door_service
+    from kiosk.vision.camera import ReplaySource, ResilientCamera, camera_source
+
+    settings = kiosk.settings
+    updates = {k: v for k, v in (("hold_frames", options.hold), ("gap_frames", options.gap), ("replay_fps", options.fps)) if v is not None}
+    if options.camera is not None:
+        updates["source"] = options.camera
+    camera_config = settings.camera.model_copy(update=updates)
+    source = camera_source(camera_config.source, camera_config)
+    if options.repeat > 1 and isinstance(source, ReplaySource):
+        source = ReplaySource.from_path(Path(camera_config.source), camera_config, options.repeat)
+    hardware = settings.door_hardware
+    board = open_board(hardware)
+    relay = build_relay(hardware, board)
+    try:
+        needs_sensors = hardware.contact_pin is not None or hardware.exit_pin is not None
+        service = build_door_service(
+            kiosk,
+            camera=ResilientCamera(source, camera_config),
+            relay=relay,
+            sensors=(lambda on_event: build_sensors(hardware, relay, on_event, board)) if needs_sensors else None,
+        )
+    except BaseException:
+        relay.shutdown()
+        raise
+    return Door(service, relay)
+
+
+def run_door(door: Door, stop: threading.Event) -> None:
+    """Run until stopped; SIGTERM and SIGHUP close the relay at once and then stop the loop."""
+    from kiosk.door.relay import close_on_signals
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, request_stop)
+        close_on_signals(door.relay)  # runs first, then chains to request_stop
+    try:
+        door.service.run(stop)
+    finally:
+        door.shutdown()

@@ -1,0 +1,63 @@
+"""What the two enrolment dialogs (from files, from the kiosk camera) share.
+
+Both collect photos their own way, then hand them to the same Enroller in a thread worker and
+report the outcome on one summary line; this base holds that second half once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from kiosk.admin.enrolment import Enroller, EnrollSummary, FileResult
+from kiosk.errors import KioskError
+
+if TYPE_CHECKING:
+    from kiosk.ui.admin_host import AdminHost
+
+
+@dataclass
+class EnrolFinished(Message):
+    summary: EnrollSummary | None
+    error: str = ""
+
+
+class EnrolDialog(ModalScreen[None]):
+    """A modal enrolment dialog; subclasses compose it, gather photos and word the outcome."""
+
+    SUMMARY_ID = "enrol-summary"
+
+    app: AdminHost
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = False
+
+    def enrol_photos(self, name: str, paths: list[Path], progress: Callable[[int, int, FileResult], None] | None = None) -> None:
+        """Enrol ``paths`` for ``name`` (call from the worker thread); the outcome arrives as EnrolFinished."""
+        kiosk = self.app.kiosk
+        enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops, kiosk.settings.detection.max_side)
+        try:
+            self.post_message(EnrolFinished(enroller.enroll(name, paths, progress, actor=self.app.actor)))
+        except KioskError as exc:
+            self.post_message(EnrolFinished(None, str(exc)))
+
+    def on_enrol_finished(self, message: EnrolFinished) -> None:
+        self.running = False
+        if message.summary is None:
+            self.show_summary(f"[red]{message.error}[/]")
+        else:
+            self.show_summary(self.outcome(message.summary))
+
+    def outcome(self, summary: EnrollSummary) -> str:
+        """The summary line for a finished enrolment."""
+        raise NotImplementedError
+
+    def show_summary(self, text: str) -> None:
+        self.query_one(f"#{self.SUMMARY_ID}", Static).update(text)
