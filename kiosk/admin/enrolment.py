@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AdminAction, FaceSample, Person
+from kiosk.admin.person_names import person_name
 from kiosk.errors import ImageError, KioskError
 from kiosk.storage.crop_store import CropStore, person_dir, remove_person_crops
 from kiosk.vision.face_alignment import CLIP_SIZE, align
@@ -88,9 +89,7 @@ class Enroller:
         progress: Callable[[int, int, FileResult], None] | None = None,
         actor: str = "cli",
     ) -> EnrollSummary:
-        name = name.strip()
-        if not name:
-            raise KioskError("a person's name cannot be empty")
+        name = person_name(name)
         files = expand_paths(paths)
         summary = EnrollSummary(person=name)
         person_id = self._person_id(name)

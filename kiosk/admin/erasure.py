@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Person, TrainingRun, utcnow
 from kiosk.admin.enrolment import remove_identity
+from kiosk.admin.person_names import person_name
 from kiosk.context import KioskContext
 from kiosk.errors import KioskError
 from kiosk.recognition.clip_onnx import forget_int8_towers
@@ -48,6 +49,7 @@ class ErasureReport:
 
 def forget_person(ctx: KioskContext, name: str, actor: str = "cli", progress: Callable[[str], None] | None = None) -> ErasureReport:
     say = progress or (lambda _m: None)
+    name = person_name(name)
     report = ErasureReport(name)
     with ctx.sessions.begin() as session:
         person = session.scalar(select(Person).where(Person.name == name))

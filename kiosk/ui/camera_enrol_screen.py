@@ -86,11 +86,10 @@ class CameraEnrolScreen(EnrolDialog):
 
     @on(Input.Submitted, "#camera-name")
     def _start(self) -> None:
-        name = self.query_one("#camera-name", Input).value.strip()
         if self.running:
             return
-        if not name:
-            self.show_summary("[red]give the person's name first[/]")
+        name = self.typed_name("camera-name")
+        if name is None:
             return
         self.running = True
         table = self.query_one("#camera-frames", DataTable)

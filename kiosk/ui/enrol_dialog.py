@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from kiosk.admin.enrolment import Enroller, EnrollSummary, FileResult
+from kiosk.admin.person_names import person_name
 from kiosk.errors import KioskError
 
 if TYPE_CHECKING:
@@ -58,6 +60,14 @@ class EnrolDialog(ModalScreen[None]):
     def outcome(self, summary: EnrollSummary) -> str:
         """The summary line for a finished enrolment."""
         raise NotImplementedError
+
+    def typed_name(self, input_id: str) -> str | None:
+        """The name typed in ``#input_id`` as it will be stored, or None once the summary says why it cannot be."""
+        try:
+            return person_name(self.query_one(f"#{input_id}", Input).value)
+        except KioskError as exc:
+            self.show_summary(f"[red]{escape(str(exc))}[/]")
+            return None
 
     def show_summary(self, text: str) -> None:
         self.query_one(f"#{self.SUMMARY_ID}", Static).update(text)

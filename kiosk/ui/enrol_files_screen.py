@@ -89,14 +89,16 @@ class EnrolFilesScreen(EnrolDialog):
     def _start(self) -> None:
         if self.running:
             return
-        name = self.query_one("#enrol-name", Input).value.strip()
+        name = self.typed_name("enrol-name")
+        if name is None:
+            return
         try:
             paths = [Path(p).expanduser() for p in shlex.split(self.query_one("#enrol-paths", Input).value)]
         except ValueError as exc:
             self.show_summary(f"[red]cannot read the paths: {exc}[/]")
             return
-        if not name or not paths:
-            self.show_summary("[red]give a name and at least one file or folder[/]")
+        if not paths:
+            self.show_summary("[red]give at least one file or folder[/]")
             return
         self.running = True
         table = self.query_one("#enrol-results", DataTable)
