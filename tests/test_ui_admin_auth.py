@@ -13,7 +13,7 @@ from sqlalchemy import select
 from ui_home import FAST_HASH
 
 from db.models import AdminAction, AdminCredential
-from kiosk.admin.auth import FIRST_LOCK, FREE_ATTEMPTS, MAX_LOCK, AdminAuth, lock_duration
+from kiosk.admin.auth import FIRST_LOCK, FREE_ATTEMPTS, MAX_LOCK, REFUSED, AdminAuth, lock_duration
 from kiosk.context import KioskContext
 from kiosk.errors import KioskError
 
@@ -48,7 +48,7 @@ def test_wrong_pins_lock_the_account_even_against_the_right_pin(auth: tuple[Admi
         assert not result.ok and result.locked_until is None
     locked = a.sign_in("admin", "0000")
     assert not locked.ok and locked.locked_until == clock.now + FIRST_LOCK
-    assert "locked" in a.sign_in("admin", "2468").message  # the right PIN is refused while locked
+    assert not a.sign_in("admin", "2468").ok  # the right PIN is refused while locked
     clock.now += FIRST_LOCK + timedelta(seconds=1)
     again = a.sign_in("admin", "1111")  # one more wrong try after the lock: twice as long
     assert again.locked_until == clock.now + 2 * FIRST_LOCK
@@ -65,7 +65,7 @@ def test_wrong_pins_lock_the_account_even_against_the_right_pin(auth: tuple[Admi
 def test_unknown_user_and_short_pin(auth: tuple[AdminAuth, Clock]) -> None:
     a, _ = auth
     a.set_secret("admin", "2468")
-    assert a.sign_in("mallory", "2468").message == "wrong user name or PIN"
+    assert a.sign_in("mallory", "2468").message == REFUSED
     with pytest.raises(KioskError, match="at least 4"):
         a.set_secret("admin", "12")
 
@@ -81,3 +81,22 @@ def test_set_pin_command_and_admin_refuses_to_open_without_one(tmp_path: Path) -
     assert set_pin.returncode == 0, set_pin.stderr
     assert "PIN set for ada" in set_pin.stdout and "2468" not in set_pin.stdout
     assert AdminAuth(KioskContext(make_settings(home)).sessions).sign_in("ada", "2468").ok
+
+
+# --- hardening (issue 13, item 9): no user-name probing -----------------------------------
+
+
+def test_unknown_user_wrong_pin_and_lockout_answer_alike(auth: tuple[AdminAuth, Clock]) -> None:
+    """Every refusal reads the same, so the answers cannot tell which user names exist."""
+    a, clock = auth
+    a.set_secret("admin", "2468")
+    unknown = [a.sign_in("mallory", "0000") for _ in range(FREE_ATTEMPTS + 1)]
+    known = [a.sign_in("admin", "0000") for _ in range(FREE_ATTEMPTS)]
+    locked = a.sign_in("admin", "2468")  # the right PIN while locked: still refused
+    refusals = unknown + known + [locked]
+    assert not any(r.ok for r in refusals)
+    assert {r.message for r in refusals} == {unknown[0].message}
+    assert "user name or PIN" in unknown[0].message
+    assert known[-1].locked_until == clock.now + FIRST_LOCK  # the lockout itself is unchanged
+    clock.now += FIRST_LOCK + timedelta(seconds=1)
+    assert a.sign_in("admin", "2468").ok

@@ -62,7 +62,7 @@ def test_sign_in(snap_compare, home: Path, detector, embedder, size) -> None:
     async def wrong_pin(pilot) -> None:
         await wait_until(pilot, lambda: pilot.app.screen.query("#pin"))
         await pilot.press(*"1357", "enter")
-        await wait_until(pilot, lambda: "wrong PIN" in str(pilot.app.screen.query_one("#sign-in-message").render()))
+        await wait_until(pilot, lambda: "wrong user name or PIN" in str(pilot.app.screen.query_one("#sign-in-message").render()))
         await still(pilot)
 
     assert snap_compare(admin_app(home, detector, embedder), terminal_size=size, run_before=wrong_pin)

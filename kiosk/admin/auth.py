@@ -4,6 +4,9 @@ The lockout lives in the AdminCredential row, not in the app, so quitting and re
 admin app (or opening a second one over SSH) does not reset it. After ``FREE_ATTEMPTS`` wrong
 tries in a row each further wrong try locks the account for twice as long as the last one,
 up to ``MAX_LOCK``; a right answer clears the count.
+
+Every refusal (unknown user, wrong PIN, locked account) gives the same message and costs the
+same argon2 work, so neither the answer nor its timing tells which user names exist.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ FREE_ATTEMPTS = 3
 FIRST_LOCK = timedelta(seconds=30)
 MAX_LOCK = timedelta(hours=1)
 MIN_SECRET = 4
+REFUSED = f"wrong user name or PIN ({FREE_ATTEMPTS} wrong tries in a row lock sign-in for a while)"
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,10 @@ class AdminAuth:
             cred = session.scalar(select(AdminCredential).where(AdminCredential.username == username.strip()))
             if cred is None:
                 self._burn(secret)  # same cost as a real check: no hint which names exist
-                return SignIn(False, "wrong user name or PIN")
+                return SignIn(False, REFUSED)
             if cred.locked_until is not None and cred.locked_until > now:
-                wait = int((cred.locked_until - now).total_seconds()) + 1
-                return SignIn(False, f"locked after {cred.failed_attempts} wrong tries: wait {wait} s", cred.locked_until)
+                self._burn(secret)
+                return SignIn(False, REFUSED, cred.locked_until)
             if self._matches(cred.secret_hash, secret):
                 if self.hasher.check_needs_rehash(cred.secret_hash):
                     cred.secret_hash = self.hasher.hash(secret)
@@ -100,9 +104,7 @@ class AdminAuth:
             )
             if lock:
                 cred.locked_until = now + lock
-                return SignIn(False, f"wrong PIN: locked for {int(lock.total_seconds())} s", cred.locked_until)
-            left = FREE_ATTEMPTS - cred.failed_attempts
-            return SignIn(False, f"wrong PIN: {left} more {'try' if left == 1 else 'tries'} before a lockout")
+            return SignIn(False, REFUSED, cred.locked_until)
 
     def _matches(self, digest: str, secret: str) -> bool:
         try:
