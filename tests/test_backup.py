@@ -102,3 +102,19 @@ def test_restore_refuses_a_live_or_full_home_and_a_damaged_backup(backed_up: tup
     crop.write_bytes(bytes(data))
     with pytest.raises(KioskError, match=r"backup damaged: crops/.*\.png does not match its checksum"):
         restore(make_settings(tmp_path / "empty"), damaged)
+
+
+# --- hardening (issue 13, item 10): a backup inside the data directory -----------------------
+
+
+def test_a_backup_inside_the_data_directory_is_refused_and_erasure_says_backups_keep_the_person(small_home: Path, tmp_path: Path) -> None:
+    home = copy_home(small_home, tmp_path / "home")
+    (tmp_path / "link").symlink_to(home)
+    for inside in (home / "backups" / "monday", tmp_path / "link" / "b", home):
+        proc = run_kiosk(["backup", str(inside)], home)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "inside the data directory" in proc.stderr, proc.stderr
+    assert not (home / "backups").exists() and not (home / "b").exists()
+    assert run_kiosk(["backup", str(tmp_path / "outside")], home).returncode == 0
+    gone = run_kiosk(["identities", "remove", dev_people()[0].name], home)
+    assert gone.returncode == 0, gone.stderr
+    assert "backups taken before now still hold them" in gone.stdout

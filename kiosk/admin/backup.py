@@ -65,6 +65,7 @@ def backup(settings: Settings, dest: Path, progress: Callable[[str], None] | Non
     source = sqlite_path(settings)
     if not source.is_file():
         raise KioskError(f"no database to back up at {source}")
+    _refuse_inside_home(settings, dest)
     if dest.exists() and any(dest.iterdir()):
         raise KioskError(f"backup folder is not empty: {dest}")
     private_dirs(dest)
@@ -104,6 +105,16 @@ def backup(settings: Settings, dest: Path, progress: Callable[[str], None] | Non
     report.files = len(manifest["files"])
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return report
+
+
+def _refuse_inside_home(settings: Settings, dest: Path) -> None:
+    """A backup in the data directory shares its disk, and erasure never looks there: refuse it."""
+    home, target = settings.home.resolve(), dest.resolve()
+    if target == home or home in target.parents:
+        raise KioskError(
+            f"backup folder {dest} is inside the data directory {settings.home}: erasing a person would leave "
+            "them in it and one failed disk loses both; back up to a folder outside it"
+        )
 
 
 def restore(settings: Settings, src: Path, force: bool = False, progress: Callable[[str], None] | None = None) -> RestoreReport:

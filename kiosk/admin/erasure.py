@@ -37,6 +37,9 @@ from kiosk.storage.samples import cached_features, load_samples
 from kiosk.storage.thumbnails import forget_thumbnails
 
 
+BACKUPS_KEEP = "backups taken before now still hold them (erasure cannot reach them): re-take or delete those backups"
+
+
 @dataclass
 class ErasureReport:
     name: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kiosk.admin.enrolment import list_identities
-from kiosk.admin.erasure import forget_person
+from kiosk.admin.erasure import BACKUPS_KEEP, forget_person
 from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
 
 
@@ -33,4 +33,5 @@ def remove(lazy: Lazy, name: str) -> None:
     """Erase NAME: samples, crops, features, event thumbnails and every model version holding them."""
     report = forget_person(lazy.kiosk, name, progress=lambda msg: click.echo(msg, err=True))
     rebuilt = f"; face model v{report.rebuilt_face_version} in force without them" if report.rebuilt_face_version else ""
-    click.echo(f"removed {name}: {report.samples} samples erased{rebuilt}")
+    click.echo(f"removed {report.name}: {report.samples} samples erased{rebuilt}")
+    click.echo(f"  {BACKUPS_KEEP}")

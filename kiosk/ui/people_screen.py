@@ -20,7 +20,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from db.models import FaceSample, Person
-from kiosk.admin.erasure import forget_person
+from kiosk.admin.erasure import BACKUPS_KEEP, forget_person
 from kiosk.errors import KioskError
 from kiosk.ui.camera_enrol_screen import CameraEnrolScreen
 from kiosk.ui.enrol_files_screen import EnrolFilesScreen
@@ -148,7 +148,7 @@ class PeopleScreen(Screen[None]):
         kiosk = self.app.kiosk
         try:
             report = forget_person(kiosk, name, actor=self.app.actor)
-            message = f"removed {name}: {report.samples} samples erased, models holding them deleted"
+            message = f"removed {name}: {report.samples} samples erased, models holding them deleted; {BACKUPS_KEEP}"
             severity = "information"
         except KioskError as exc:
             message, severity = str(exc), "error"
@@ -175,7 +175,8 @@ class ConfirmRemoveScreen(ModalScreen[bool]):
                 f"[b]Remove {self.person}?[/b]\n\n"
                 f"This erases {self.samples} face samples, their aligned crops on disk and their "
                 "cached features, their event thumbnails and every model version that holds them "
-                "(the face model is rebuilt without them). Access events keep the name as text."
+                "(the face model is rebuilt without them). Access events keep the name as text; backups "
+                "taken before keep everything."
             )
             yield Footer(compact=True)
 
