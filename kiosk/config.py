@@ -303,6 +303,13 @@ class PrivacyConfig(Section):
     )
 
 
+class AdminConfig(Section):
+    exports_dir: Path = Field(
+        Path("exports"),
+        description="Where the admin app writes CSV exports (created owner-only; relative paths are under home).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything the kiosk reads at start-up."""
 
@@ -325,6 +332,7 @@ class Settings(BaseSettings):
     camera: CameraConfig = Field(default_factory=CameraConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -360,6 +368,10 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home / self.admin.exports_dir  # an absolute exports_dir stays as it is
 
 
 def load_settings(config_file: Path | None = None) -> Settings:

@@ -251,7 +251,7 @@ async def _audit(home: Path, tmp_path: Path, detector, embedder) -> None:
         total = session.scalar(select(func.count(AccessEvent.id)))
         theirs = session.scalar(select(func.count(AccessEvent.id)).where(AccessEvent.person_name == name))
         refused = session.scalar(select(func.count(AccessEvent.id)).where(AccessEvent.granted.is_(False)))
-    app = admin_app(home, detector, embedder, export_dir=tmp_path, page_size=12)
+    app = admin_app(home, detector, embedder, page_size=12)
     async with app.run_test(size=(80, 24)) as pilot:
         await sign_in(pilot)
         await _open(pilot, "f4", "audit")
@@ -280,12 +280,12 @@ async def _audit(home: Path, tmp_path: Path, detector, embedder) -> None:
         await pilot.press("enter")
         await wait_until(pilot, lambda: f", {refused} events" in text_of(page))
         await pilot.press("e")
-        await wait_until(pilot, lambda: list(tmp_path.glob("audit-events-*.csv")), what="the export")
+        await wait_until(pilot, lambda: list((home / "exports").glob("audit-events-*.csv")), what="the export")
         await pilot.press("l")
         await wait_until(pilot, lambda: "admin actions" in text_of(page), what="the admin log")
         actions = {r[2] for r in table_text(table)}
         assert {"enroll", "retrain", "sign-in"} <= actions
-    export = next(tmp_path.glob("audit-events-*.csv"))
+    export = next((home / "exports").glob("audit-events-*.csv"))
     assert export.name == "audit-events-20250304-120000.csv"
     rows = list(csv.DictReader(export.open()))
     assert len(rows) == refused and {r["granted"] for r in rows} == {"False"}

@@ -105,12 +105,25 @@ def audit_rows(session: Session, f: AuditFilter) -> Iterator[dict[str, object]]:
         yield to_row(item)
 
 
+# Cells starting with these are run as formulas by Excel, LibreOffice and Google Sheets (OWASP,
+# CSV injection). Names and reasons come from outside (an enrolment, a crafted log row), so a
+# name like =HYPERLINK(...) must open as text: such string cells get a leading "'".
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A string cell a spreadsheet would run, made plain text; numbers and the rest unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_csv(fh: IO[str], log: str, rows: Iterable[dict[str, object]]) -> int:
-    """Write rows as CSV with the log's columns; returns how many were written."""
+    """Write rows as CSV with the log's columns, formula cells neutralised; returns how many were written."""
     writer = csv.DictWriter(fh, fieldnames=EVENT_FIELDS if log == EVENTS else ACTION_FIELDS)
     writer.writeheader()
     count = 0
     for row in rows:
-        writer.writerow(row)
+        writer.writerow({key: spreadsheet_safe(value) for key, value in row.items()})
         count += 1
     return count

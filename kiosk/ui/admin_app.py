@@ -55,7 +55,6 @@ class AdminApp(App[None]):
         clock: Callable[[], datetime] = utcnow,
         tz: tzinfo | None = None,
         poll_seconds: float = 1.0,
-        export_dir: Path | None = None,
         frame_source: FrameSource = request_frames,
         page_size: int = 12,
     ):
@@ -65,7 +64,6 @@ class AdminApp(App[None]):
         self.clock = clock
         self.tz = tz
         self.poll_seconds = poll_seconds
-        self.export_dir = export_dir or Path.cwd()
         self.frame_source = frame_source
         self.page_size = page_size
         self.admin: str | None = None  # the signed-in admin's name, the actor in AdminAction rows

@@ -3,13 +3,14 @@
 Filters (their meaning is kiosk.storage.audit_query's, shared with `kiosk audit`): a time range,
 a person, and for access events the decision. Queries run in a thread
 worker, one page at a time, so a long log never stalls the UI. Export writes every matching
-row, not just the page on screen, with the same columns as `kiosk audit --format csv`.
+row, not just the page on screen, with the same columns as `kiosk audit --format csv`, into
+`admin.exports_dir` (owner-only), never the directory the app was started from.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
@@ -24,6 +25,7 @@ from textual.widgets import Select as Choice
 from db.models import AccessEvent, AdminAction
 from kiosk.errors import KioskError
 from kiosk.storage.audit_query import ACTIONS, EVENTS, AuditFilter, audit_query, audit_rows, parse_time, write_csv
+from kiosk.storage.crop_store import private_dirs
 from kiosk.ui.text import prob, when
 
 if TYPE_CHECKING:
@@ -167,9 +169,13 @@ class AuditScreen(Screen[None]):
     @work(thread=True, group="audit-export")
     def export(self, f: AuditFilter) -> None:
         stamp = self.app.clock().astimezone(self.app.tz).strftime("%Y%m%d-%H%M%S")
-        path = Path(self.app.export_dir) / f"audit-{f.log}-{stamp}.csv"
+        folder = self.app.kiosk.settings.exports_dir
+        path = folder / f"audit-{f.log}-{stamp}.csv"
         try:
-            with self.app.kiosk.sessions() as session, path.open("w", newline="") as fh:
+            private_dirs(folder)
+            os.chmod(folder, 0o700)  # exports name people: the service user's alone, like the data directory
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with self.app.kiosk.sessions() as session, os.fdopen(fd, "w", newline="") as fh:
                 count = write_csv(fh, f.log, audit_rows(session, f))
         except OSError as exc:
             self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error")
