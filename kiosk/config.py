@@ -171,7 +171,8 @@ class DoorHardwareConfig(Section):
         "auto",
         description=(
             "GPIO backend: auto = Jetson.GPIO on a Jetson, else gpiozero's default pin factory, "
-            "else gpiozero's mock pins (logged); jetson = Jetson.GPIO; the others are gpiozero pin factories."
+            "else gpiozero's mock pins (logged; refused on a machine with a GPIO chip, /dev/gpiochip*); "
+            "jetson = Jetson.GPIO; mock = simulated pins; the others are gpiozero pin factories."
         ),
     )
     jetson_numbering: Literal["BCM", "BOARD", "CVM", "TEGRA_SOC"] = Field(
@@ -182,7 +183,9 @@ class DoorHardwareConfig(Section):
         17, description="Lock relay output: a BCM number (17) or a gpiozero pin name (GPIO17, BOARD11)."
     )
     relay_active_high: bool = Field(
-        True, description="True if a high level energises the relay (many relay boards are active-low: false)."
+        False,
+        description="True if a high level energises the relay; false (the default) for the active-low relay "
+        "modules most boards are sold with, which the kiosk then holds high while the door is locked.",
     )
     pulse_seconds: float = Field(3.0, gt=0.0, le=60.0, description="How long the lock is released per opening.")
     contact_pin: PinSpec | None = Field(

@@ -54,7 +54,7 @@ def test_a_healthy_box_passes(trained_home: Path, detector: FaceDetector, embedd
     settings = make_settings(
         trained_home,
         camera=CameraConfig(source=str(camera_folder())),
-        door_hardware=DoorHardwareConfig(pin_factory="mock", contact_pin=27, input_pull="down"),
+        door_hardware=DoorHardwareConfig(pin_factory="mock", relay_active_high=True, contact_pin=27, input_pull="down"),
     )
     ctx = KioskContext(settings)
     ctx.__dict__.update(detector=detector, embedder=embedder)
@@ -131,3 +131,23 @@ def test_a_running_service_keeps_its_camera_and_pins(trained_home: Path, detecto
     assert found["camera"].status == "ok" and "running door service" in found["camera"].detail
     assert found["gpio"].status == "ok" and "held by the running door service" in found["gpio"].detail
     assert DETECTOR.name in found["detector"].detail
+
+
+# --- hardening (issue 13, item 12): the relay's idle level, mock pins on a board -------------
+
+
+def test_doctor_shows_the_relay_idle_level_and_fails_on_mock_pins_on_a_board(tmp_path: Path, pins: MockFactory) -> None:
+    from kiosk.admin.diagnostics import check_gpio
+
+    for active_high, idle in ((False, "high"), (True, "low")):
+        ctx = KioskContext(make_settings(tmp_path / "home", door_hardware=DoorHardwareConfig(pin_factory="mock", relay_active_high=active_high)))
+        relay = by_check(check_gpio(ctx, None))["relay"]
+        assert relay.status == "ok" and f"idle level {idle}" in relay.detail, relay
+        assert pins.pin(17).state is (idle == "high")
+    board_dev = tmp_path / "dev"
+    board_dev.mkdir()
+    (board_dev / "gpiochip4").touch()
+    Device.pin_factory = None  # a fresh process: gpiozero finds no GPIO library here
+    ctx = KioskContext(make_settings(tmp_path / "home", door_hardware=DoorHardwareConfig(pin_factory="auto")))
+    gpio = by_check(check_gpio(ctx, None, gpio_dev=board_dev))["gpio"]
+    assert gpio.status == "fail" and "gpiochip4" in gpio.detail and 'pin_factory = "mock"' in gpio.detail, gpio

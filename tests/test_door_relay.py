@@ -47,7 +47,7 @@ def test_closed_at_start_up(pins: MockFactory, active_high: bool) -> None:
 
 
 def test_pulse_opens_then_closes_by_itself(pins: MockFactory) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
     pin = relay_pin(pins)
     pin.clear_states()
     started = time.monotonic()
@@ -73,7 +73,7 @@ def test_active_low_pulse_drives_the_pin_low(pins: MockFactory) -> None:
 
 
 def test_a_second_pulse_extends_the_opening(pins: MockFactory) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
     pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(0.3)
@@ -86,7 +86,7 @@ def test_a_second_pulse_extends_the_opening(pins: MockFactory) -> None:
 
 
 def test_close_cuts_a_pulse_short_and_is_idempotent(pins: MockFactory) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
     pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(5.0)
@@ -100,7 +100,7 @@ def test_close_cuts_a_pulse_short_and_is_idempotent(pins: MockFactory) -> None:
 
 def test_closed_after_an_exception_in_the_loop(pins: MockFactory) -> None:
     def door_loop() -> None:
-        with build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN)) as relay:
+        with build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True)) as relay:
             relay.pulse(60.0)
             raise RuntimeError("the loop broke while the door was open")
 
@@ -112,7 +112,7 @@ def test_closed_after_an_exception_in_the_loop(pins: MockFactory) -> None:
 
 
 def test_shutdown_releases_the_pin_and_refuses_later_pulses(pins: MockFactory) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
     relay.pulse(60.0)
     relay.shutdown()
     pin = relay_pin(pins)
@@ -125,7 +125,7 @@ def test_shutdown_releases_the_pin_and_refuses_later_pulses(pins: MockFactory) -
 
 
 def test_close_racing_pulses_from_threads_never_leaves_the_door_open(pins: MockFactory) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
     stop = threading.Event()
 
     def pulser() -> None:
@@ -146,7 +146,7 @@ def test_close_racing_pulses_from_threads_never_leaves_the_door_open(pins: MockF
 
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
 def test_pulse_rejects_nonsense_lengths(pins: MockFactory, seconds: float) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
     with pytest.raises(ValueError):
         relay.pulse(seconds)
     assert not relay.is_open
@@ -189,7 +189,7 @@ CHILD = textwrap.dedent(
     atexit.register(lambda: print("final", pin.state, [s.state for s in pin.states], flush=True))
     from kiosk.config import DoorHardwareConfig
     from kiosk.door.relay import build_relay, close_on_signals
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=17))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=17, relay_active_high=True))
     close_on_signals(relay)
     relay.pulse(120.0)
     print("open", pin.state, flush=True)
@@ -222,7 +222,7 @@ def test_close_on_signals_keeps_the_previous_handler(pins: MockFactory) -> None:
     seen: list[int] = []
     previous = signal.signal(signal.SIGHUP, lambda num, frame: seen.append(num))
     try:
-        relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
+        relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
         close_on_signals(relay, (signal.SIGHUP,))
         relay.pulse(60.0)
         signal.raise_signal(signal.SIGHUP)
@@ -245,3 +245,42 @@ def test_jetson_backend_drives_the_same_relay(jetson_gpio: FakeJetsonGPIO) -> No
     # Set up closed (high), opened once (low), closed on time, and only closed from then on.
     assert gpio.levels[PIN][:4] == [1, 1, 0, 1] and set(gpio.levels[PIN][4:]) == {1}
     assert gpio.cleaned == [PIN]
+
+
+# --- hardening (issue 13, item 12): safe defaults on real boards ----------------------------
+
+
+def test_the_default_relay_is_active_low_as_the_readme_recommends(pins: MockFactory) -> None:
+    assert DoorHardwareConfig().relay_active_high is False
+    assert "active-low (`relay_active_high = false`, the default" in (REPO / "README.md").read_text()
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
+    assert relay_pin(pins).state is True and not relay.is_open  # idle high: an active-low module stays off
+    relay.pulse(30.0)
+    assert relay_pin(pins).state is False
+    relay.shutdown()
+    assert relay_pin(pins).state is True
+
+
+@pytest.fixture()
+def no_pin_factory() -> Iterator[None]:
+    """No pin factory chosen yet, as in a fresh `kiosk run` process."""
+    previous = Device.pin_factory
+    Device.pin_factory = None
+    yield
+    if Device.pin_factory is not None:
+        Device.pin_factory.close()
+    Device.pin_factory = previous
+
+
+def test_auto_never_falls_back_to_mock_pins_on_a_machine_with_a_gpio_chip(tmp_path: Path, no_pin_factory: None) -> None:
+    board_dev, plain_dev = tmp_path / "board-dev", tmp_path / "plain-dev"
+    board_dev.mkdir()
+    plain_dev.mkdir()
+    (board_dev / "gpiochip0").touch()
+    with pytest.raises(KioskError, match=r"gpiochip0.*pin_factory = \"mock\""):
+        open_board(DoorHardwareConfig(pin_factory="auto"), gpio_dev=board_dev)
+    assert Device.pin_factory is None, "no mock pins were set up"
+    assert open_board(DoorHardwareConfig(pin_factory="mock"), gpio_dev=board_dev).is_mock  # asked for: allowed
+    Device.pin_factory.close()
+    Device.pin_factory = None
+    assert open_board(DoorHardwareConfig(pin_factory="auto"), gpio_dev=plain_dev).is_mock  # no GPIO at all: simulated

@@ -43,6 +43,7 @@ def door(**overrides: object) -> DoorHardwareConfig:
     """Pull-down inputs: the contact reads low while the door is shut, the button high when pressed."""
     base: dict[str, object] = dict(
         pin_factory="mock",
+        relay_active_high=True,
         relay_pin=RELAY,
         contact_pin=CONTACT,
         exit_pin=EXIT,

@@ -56,7 +56,7 @@ def replay_dir(tmp_path: Path, pictures: list[tuple[str, Path]], name: str = "re
 
 
 def build(home: Path, source, detector, embedder, pins: MockFactory, relay: DoorRelay | None = None, sensors=False, **policy) -> DoorService:
-    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=policy.pop("pulse", 0.2),
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, pulse_seconds=policy.pop("pulse", 0.2),
                           contact_pin=CONTACT_PIN if sensors else None, input_pull="down", held_open_seconds=0.3)
     settings = make_settings(
         home,
@@ -113,7 +113,7 @@ def test_enrolled_people_granted_strangers_refused_one_event_per_visit(home, tmp
     strangers = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[:3]
     shown = [(p.name, f) for p in people for f in photos(p)[12:]] + [("stranger", photos(s)[0]) for s in strangers]
     source = ReplaySource.from_path(replay_dir(tmp_path, shown), CameraConfig(hold_frames=3, gap_frames=2))
-    inner = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.2))
+    inner = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, pulse_seconds=0.2))
     relay = CommitCheckingRelay(inner, home)
     service = build(home, source, door_detector, embedder, pins, relay=relay)
     heard = []

@@ -260,8 +260,9 @@ def _safe_url(url: str) -> str:
 # --- GPIO ----------------------------------------------------------------------------------------
 
 
-def check_gpio(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
-    from kiosk.door.gpio_board import open_board
+def check_gpio(ctx: KioskContext, service: DoorStatus | None, gpio_dev: Path | None = None) -> list[Finding]:
+    """``gpio_dev``: where GPIO chips are looked for (default /dev; tests point it elsewhere)."""
+    from kiosk.door.gpio_board import GPIO_DEV, open_board
     from kiosk.door.relay import build_relay
     from kiosk.door.sensors import build_sensors
 
@@ -269,9 +270,9 @@ def check_gpio(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
     if service is not None:
         return [Finding("gpio", "ok", f"relay and inputs held by the running door service (pid {service.pid}); door {service.door_state}")]
     try:
-        board = open_board(hw)
+        board = open_board(hw, gpio_dev or GPIO_DEV)
     except KioskError as exc:
-        return [Finding("gpio", "fail", str(exc), "set door_hardware.pin_factory to a backend this board has (auto picks one)")]
+        return [Finding("gpio", "fail", str(exc), "install the board's GPIO library, or set door_hardware.pin_factory to a backend it has")]
     findings = [Finding("gpio", "warn" if board.is_mock and hw.pin_factory == "auto" else "ok", board.description,
                         "on a real door: install lgpio (Raspberry Pi) or Jetson.GPIO (Jetson)" if board.is_mock and hw.pin_factory == "auto" else "")]
     pin_fix = "check door_hardware pin numbers against the wiring, that no other program holds the pin, and that the service user is in the gpio group"
@@ -280,8 +281,10 @@ def check_gpio(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
             return [*findings, Finding("relay", "fail", _one_line(relay), pin_fix)]
         if relay.is_open:
             return [*findings, Finding("relay", "fail", "relay reads open right after start-up", "check relay_active_high against the relay board")]
-        level = "high" if hw.relay_active_high is False else "low"
-        findings.append(Finding("relay", "ok", f"pin {hw.relay_pin} claimed and closed (driven {level})"))
+        idle = "low" if hw.relay_active_high else "high"
+        module = "active-high" if hw.relay_active_high else "active-low"
+        findings.append(Finding("relay", "ok", f"pin {hw.relay_pin} claimed and closed: idle level {idle} ({module} module, "
+                                               f"relay_active_high = {str(hw.relay_active_high).lower()})"))
         if hw.contact_pin is None and hw.exit_pin is None:
             return findings
         with _claimed(build_sensors, hw, relay, lambda event: None, board) as sensors:

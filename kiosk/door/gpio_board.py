@@ -5,7 +5,10 @@ gpiozero's local pin backends identify the board by the Raspberry Pi revision, s
 they refuse to start; the door relay and sensors therefore talk to the small `OutputLine` /
 `InputLine` interfaces here and never to a GPIO library directly. `open_board` chooses the
 backend from `door_hardware.pin_factory`; with `auto` and no GPIO hardware it falls back to
-gpiozero's mock pins and says so in the log (the door then cannot open anything).
+gpiozero's mock pins and says so in the log (the door then cannot open anything). A machine
+with a GPIO chip (/dev/gpiochip*) is a board whose GPIO library is missing, not a machine
+without GPIO: there `auto` refuses to start rather than run a door that never opens, unless
+`pin_factory = "mock"` asks for simulated pins.
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ _GPIOZERO_FACTORIES = {
     "mock": "gpiozero.pins.mock:MockFactory",
 }
 _JETSON_MODEL_FILES = (Path("/proc/device-tree/model"), Path("/sys/firmware/devicetree/base/model"))
+GPIO_DEV = Path("/dev")  # where the kernel's GPIO character devices (gpiochip0, ...) appear
+
+
+def gpio_chips(dev: Path = GPIO_DEV) -> list[Path]:
+    """The GPIO chips the kernel offers: any at all means this machine is a board with GPIO lines."""
+    return sorted(dev.glob("gpiochip*"))
 
 
 class OutputLine(ABC):
@@ -152,7 +161,7 @@ class GpiozeroBoard(GpioBoard):
         return _GpiozeroInput(device, active_level, on_change)
 
 
-def _gpiozero_board(name: str) -> GpiozeroBoard:
+def _gpiozero_board(name: str, gpio_dev: Path) -> GpiozeroBoard:
     """The configured gpiozero pin factory, shared through `Device.pin_factory` by every device."""
     from gpiozero import Device
 
@@ -166,6 +175,12 @@ def _gpiozero_board(name: str) -> GpiozeroBoard:
                 factory = Device._default_pin_factory()
             except Exception as exc:  # gpiozero raises BadPinFactory after trying every backend
                 reasons = "; ".join(str(w.message) for w in tried) or str(exc)
+                if chips := gpio_chips(gpio_dev):
+                    raise KioskError(
+                        f"this machine has GPIO ({', '.join(c.name for c in chips)}) but no GPIO library could drive it "
+                        f"({reasons}): install lgpio (Raspberry Pi) or Jetson.GPIO (Jetson), or set "
+                        'door_hardware.pin_factory = "mock" to run on simulated pins (the door never opens)'
+                    ) from None
                 factory = _load_factory("mock")
                 Device.pin_factory = factory
                 log.warning(
@@ -298,9 +313,12 @@ def is_jetson() -> bool:
     return False
 
 
-def open_board(config: DoorHardwareConfig) -> GpioBoard:
-    """The GPIO backend `door_hardware.pin_factory` asks for (see the module docstring for auto)."""
+def open_board(config: DoorHardwareConfig, gpio_dev: Path = GPIO_DEV) -> GpioBoard:
+    """The GPIO backend `door_hardware.pin_factory` asks for (see the module docstring for auto).
+
+    ``gpio_dev`` is where GPIO chips are looked for (tests point it at a folder of their own).
+    """
     name = config.pin_factory
     if name == "jetson" or (name == "auto" and is_jetson()):
         return JetsonBoard(_jetson_gpio(), config.jetson_numbering)
-    return _gpiozero_board(name)
+    return _gpiozero_board(name, gpio_dev)
