@@ -355,3 +355,25 @@ async def _calibration(home: Path, detector, embedder) -> None:
     with db(home)() as session:
         change = session.scalars(select(AdminAction).where(AdminAction.action == "threshold")).one()
     assert change.actor == "admin" and change.details == {"old": 0.8, "new": 0.9}
+
+
+# --- hardening (issue 13, item 13) -------------------------------------------------------------
+
+
+def test_every_screen_footer_fits_80_columns_with_the_keys_to_the_other_screens(home: Path, detector, embedder) -> None:
+    from textual.widgets._footer import FooterKey
+
+    async def drive() -> dict[str, list[tuple[str, int]]]:
+        app = admin_app(home, detector, embedder)
+        seen: dict[str, list[tuple[str, int]]] = {}
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)
+            for key, mode in (("f2", "people"), ("f4", "audit"), ("f3", "retrain"), ("f5", "calibration"), ("f1", "door")):
+                await _open(pilot, key, mode)
+                seen[mode] = [(k.key, k.region.right) for k in app.screen.query(FooterKey)]
+        return seen
+
+    fkeys = {"door": "f1", "people": "f2", "retrain": "f3", "audit": "f4", "calibration": "f5"}
+    for mode, keys in asyncio.run(drive()).items():
+        assert all(right <= 80 for _, right in keys), (mode, keys)
+        assert {k for k, _ in keys} >= set(fkeys.values()) - {fkeys[mode]}, (mode, keys)

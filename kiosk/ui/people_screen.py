@@ -65,7 +65,7 @@ class PeopleScreen(Screen[None]):
     #person-detail { height: 1; padding: 0 1; color: $text-muted; }
     """
     BINDINGS = [
-        Binding("slash", "search", "Search"),
+        Binding("slash", "search", "Search", show=False),  # the search field says "(/)"; the footer is full
         Binding("e", "enrol_files", "Enrol"),
         Binding("c", "enrol_camera", "Camera"),
         Binding("s", "samples", "Samples"),

@@ -36,7 +36,7 @@ class SignInScreen(Screen[str]):
             yield Input("admin", id="username", compact=True)
             yield Label("PIN or password")
             yield Input(password=True, id="pin", compact=True)
-            yield Static("Enter the PIN and press Enter.", id="sign-in-message")
+            yield Static("Enter the PIN and press Enter (ctrl+q quits).", id="sign-in-message")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
