@@ -105,3 +105,19 @@ def test_cli_enrol_list_remove(tmp_path: Path) -> None:
     assert json.loads(run_kiosk(["identities", "--json"], home).stdout) == []
     nobody = run_kiosk(["identities", "remove", "Nobody"], home)
     assert nobody.returncode == 2 and nobody.stderr.strip() == "error: no enrolled person named 'Nobody'"
+
+
+# --- hardening (issue 13, item 13): a dangling symlink is reported -----------------------------
+
+
+def test_a_dangling_symlink_in_an_enrolment_folder_is_reported_not_skipped(kiosk: KioskContext, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    good = photos(DEV / "Hugo_Chavez")[0]
+    (folder / "1.jpg").symlink_to(good)
+    (folder / "2.jpg").symlink_to(tmp_path / "moved-away.jpg")
+    summary = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir).enroll("Hugo", [folder])
+    by_name = {Path(r.path).name: r for r in summary.results}
+    assert by_name["1.jpg"].status == STORED
+    assert by_name["2.jpg"].status == FAILED and "broken link" in by_name["2.jpg"].reason and "moved-away.jpg" in by_name["2.jpg"].reason
+    assert not summary.ok

@@ -62,15 +62,24 @@ def expand_paths(paths: Iterable[Path]) -> list[tuple[Path, str]]:
     out: list[tuple[Path, str]] = []
     for path in paths:
         if not path.exists():
-            out.append((path, "no such file or folder"))
+            out.append((path, _broken_link(path) if path.is_symlink() else "no such file or folder"))
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            # A link whose target is gone is neither a file nor a folder: report it, never skip it silently.
+            files = sorted(p for p in path.rglob("*") if (p.is_file() or _dangling(p)) and not p.name.startswith("."))
             if not files:
                 out.append((path, "folder holds no files"))
-            out += [(p, "") for p in files]
+            out += [(p, _broken_link(p) if _dangling(p) else "") for p in files]
         else:
             out.append((path, ""))
     return out
+
+
+def _dangling(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
+
+
+def _broken_link(path: Path) -> str:
+    return f"broken link: points to {path.readlink()}, which does not exist"
 
 
 class Enroller:
