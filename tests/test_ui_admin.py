@@ -184,6 +184,7 @@ def test_enrol_from_the_kiosk_camera_while_the_door_loop_serves_frames(home: Pat
 async def _enrol_from_camera(home: Path, detector, embedder) -> None:
     visitor = dev_people()[7]
     frames = [read_image(p) for p in photos(visitor)]
+    write_door_status(home)  # the service's status, as the running door writes it
     stop = threading.Event()
     camera = threading.Thread(target=replay_camera, args=(home, frames, stop), daemon=True)
     camera.start()
@@ -377,3 +378,54 @@ def test_every_screen_footer_fits_80_columns_with_the_keys_to_the_other_screens(
     for mode, keys in asyncio.run(drive()).items():
         assert all(right <= 80 for _, right in keys), (mode, keys)
         assert {k for k, _ in keys} >= set(fkeys.values()) - {fkeys[mode]}, (mode, keys)
+
+
+def test_a_cleanly_stopped_door_service_shows_as_stopped(home: Path, tmp_path: Path, detector, embedder) -> None:
+    from conftest import run_kiosk
+    from kiosk.door.status import read_status
+
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    for photo in photos(demo_people()[0])[:2]:
+        (replay / photo.name).symlink_to(photo)
+    proc = run_kiosk(["run", "--camera", str(replay), "--hold", "1", "--gap", "0"], home, KIOSK_DOOR_HARDWARE__PIN_FACTORY="mock")
+    assert proc.returncode == 0, proc.stderr
+    assert read_status(home).stopped
+
+    async def drive() -> str:
+        app = admin_app(home, detector, embedder)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)
+            status = app.screen.query_one("#door-status", Static)
+            await wait_until(pilot, lambda: "Service" in text_of(status), what="the status")
+            return text_of(status)
+
+    shown = asyncio.run(drive())
+    assert "stopped" in shown and "not responding" not in shown, shown
+
+
+def test_camera_enrolment_says_at_once_when_no_door_service_runs(home: Path, detector, embedder) -> None:
+    asked: list[int] = []
+
+    def frame_source(_home: Path, count: int, _timeout: float) -> list:
+        asked.append(count)
+        raise AssertionError("the door service is not asked for frames when none runs")
+
+    async def drive() -> str:
+        app = admin_app(home, detector, embedder, frame_source=frame_source)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)
+            await _open(pilot, "f2", "people")
+            await pilot.press("c")
+            await wait_until(pilot, lambda: isinstance(app.screen, CameraEnrolScreen))
+            screen = app.screen
+            await pilot.press(*"Visitor", "enter")
+            summary = screen.query_one("#camera-summary", Static)
+            await wait_until(pilot, lambda: "door service" in text_of(summary) and not screen.running, what="the answer")
+            return text_of(summary)
+
+    assert not (home / "status.json").exists()
+    assert "no door service is running" in asyncio.run(drive())
+    write_door_status(home, updated=NOW.timestamp() - 600)  # a service that died ten minutes ago
+    assert "no door service is running" in asyncio.run(drive())
+    assert asked == []

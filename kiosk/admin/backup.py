@@ -123,7 +123,7 @@ def restore(settings: Settings, src: Path, force: bool = False, progress: Callab
     home = settings.home
     target = sqlite_path(settings)
     status = read_status(home)
-    if status is not None and status.age() < STALE_STATUS_S and process_alive(status.pid):
+    if status is not None and status.live(fresh_seconds=STALE_STATUS_S) and process_alive(status.pid):
         raise KioskError(f"the door service is running on {home} (pid {status.pid}): stop it before restoring")
     if target.is_file() and not force:
         counts = _counts_of(target)

@@ -68,7 +68,7 @@ def run_checks(ctx: KioskContext, config_file: Path | None = None) -> list[Findi
 def running_service(home: Path) -> DoorStatus | None:
     """The door service's status, if a live service wrote it within the last few seconds."""
     status = read_status(home)
-    if status is None or status.age() > SERVICE_FRESH_SECONDS:
+    if status is None or not status.live(fresh_seconds=SERVICE_FRESH_SECONDS):
         return None
     try:
         os.kill(status.pid, 0)

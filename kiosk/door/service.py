@@ -137,7 +137,7 @@ class DoorService:
     def selection(self) -> Selection:
         return self._selection
 
-    def status(self) -> DoorStatus:
+    def status(self, stopped: bool = False) -> DoorStatus:
         rec = self._selection.recogniser
         if self._sensors is not None:
             door_state = self._sensors.state
@@ -153,6 +153,7 @@ class DoorService:
             threshold=self.policy.threshold,
             updated=time.time(),
             pid=os.getpid(),
+            stopped=stopped,
         )
 
     # --- the loop ---------------------------------------------------------------------------
@@ -164,6 +165,7 @@ class DoorService:
         log.info("camera: %s", self.camera.description)
         watcher: threading.Thread | None = None
         watcher_stop = threading.Event()
+        stopped_cleanly = False
         try:
             if self._sensors_factory is not None:
                 self._sensors = self._sensors_factory(self._door_events.put)
@@ -196,6 +198,7 @@ class DoorService:
                 self.times.totals["decode"] += time.perf_counter() - t0
                 self._handle(frame, started)
                 self._maybe_status()
+            stopped_cleanly = True
         finally:
             self.relay.close()
             watcher_stop.set()
@@ -207,7 +210,7 @@ class DoorService:
             if watcher is not None:
                 watcher.join(timeout=5.0)
             self.notifier.stopping()
-            self._write_status()
+            self._write_status(stopped=stopped_cleanly)
 
     def _handle(self, frame: Frame, started: float) -> None:
         self.handover.offer(frame.image)
@@ -302,9 +305,9 @@ class DoorService:
             self._status_at = now
             self._write_status()
 
-    def _write_status(self) -> None:
+    def _write_status(self, stopped: bool = False) -> None:
         try:
-            write_status(self.settings.home, self.status())
+            write_status(self.settings.home, self.status(stopped))
         except OSError as exc:  # a full disk must not stop the door; the admin app sees it stale
             log.warning("status file not written: %s", exc)
 

@@ -3,7 +3,8 @@
 Decisions go to in-process listeners (the door display runs the loop in its own process).
 
 The service rewrites ``<home>/status.json`` (atomically) about once a second; the admin app,
-a separate process, reads it. A missing or stale file means the service is not running.
+a separate process, reads it. A missing or stale file means the service is not running; its
+last write on a clean stop says ``stopped``, so the screens can tell a stop from a hang.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 STATUS_FILE = "status.json"
+FRESH_SECONDS = 5.0  # the service writes its status about once a second
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class DoorStatus:
     threshold: float
     updated: float  # time.time() when written
     pid: int
+    stopped: bool = False  # the service's last write when it stopped cleanly
+
+    def live(self, now: float | None = None, fresh_seconds: float = FRESH_SECONDS) -> bool:
+        """Written recently by a service that has not stopped: one that can hand over frames now."""
+        return not self.stopped and self.age(now) <= fresh_seconds
 
     def age(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.updated

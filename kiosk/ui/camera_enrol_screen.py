@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 from textual.worker import get_current_worker
 
 from kiosk.admin.enrolment import DUPLICATE, FAILED, STORED, EnrollSummary
+from kiosk.door.status import read_status
 from kiosk.errors import KioskError
 from kiosk.ui.enrol_dialog import EnrolDialog, EnrolFinished
 from kiosk.ui.thumbnails import half_blocks
@@ -90,6 +91,10 @@ class CameraEnrolScreen(EnrolDialog):
             return
         name = self.typed_name("camera-name")
         if name is None:
+            return
+        status = read_status(self.app.kiosk.settings.home)
+        if status is None or not status.live(self.app.clock().timestamp()):
+            self.show_summary("[red]no door service is running: start it (`kiosk run` or its systemd unit); it holds the camera[/]")
             return
         self.running = True
         table = self.query_one("#camera-frames", DataTable)

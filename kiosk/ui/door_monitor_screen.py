@@ -18,7 +18,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
 
 from db.models import AccessEvent
-from kiosk.door.status import DoorStatus, read_status
+from kiosk.door.status import FRESH_SECONDS, DoorStatus, read_status
 from kiosk.door.threshold_override import threshold_in_force
 from kiosk.errors import KioskError
 from kiosk.recognition.face_recogniser import NAME as FACE
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from kiosk.ui.admin_host import AdminHost
 
 FEED_ROWS = 50
-STALE_SECONDS = 5.0  # the service writes its status about once a second
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,9 @@ class DoorMonitorScreen(Screen[None]):
             lines = [f"Service     {service}", f"Model       {view.model} in force", f"Threshold   {view.threshold}"]
             return "\n".join(lines)
         age = s.age(now)
-        if age > STALE_SECONDS:
+        if s.stopped:
+            service = f"[yellow]stopped[/] (pid {s.pid} stopped cleanly {age:.0f} s ago)"
+        elif age > FRESH_SECONDS:
             service = f"[red]not responding[/]: last status {age:.0f} s ago"
         else:
             service = f"[green]running[/] (pid {s.pid}, status {age:.0f} s old)"
