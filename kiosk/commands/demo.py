@@ -4,7 +4,8 @@ Enrols each person (one subfolder each) from the first 80% of their photos, trai
 model, then runs the real door service (`kiosk run`'s code) with a replayed folder as the
 camera and gpiozero's mock pins as the lock: each held-back photo, then each stranger's photo,
 is one visit. Every decision is printed with who was really shown, then a summary. The
-cooldown is 0 here so that every photo is judged on its own.
+cooldown is 0 here so that every photo is judged on its own. The data directory is left as it
+is (`kiosk audit` reads its events); the last line says where it is, how big, and how to delete it.
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ def demo(lazy: Lazy, people: Path | None, strangers: Path | None, enrol_fraction
     run_door(door, threading.Event())
 
     _summary(truth, outcome, door.service.stats)
+    home = settings.home
+    size_mb = sum(p.stat().st_size for p in home.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+    click.echo(f"  the demo's data (face crops, models, the database) stays in {home}: {size_mb:.1f} MB; delete it with: rm -r {home}")
 
 
 def _summary(truth: dict[str, tuple[str, Path]], outcome: dict[str, list[tuple[bool, str | None]]], stats) -> None:
