@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
@@ -27,6 +28,8 @@ class SignInScreen(Screen[str]):
     #sign-in-message.error { color: $error; }
     """
 
+    BINDINGS = [Binding("ctrl+q", "app.quit", "Quit")]  # the app's ctrl+q, shown here: its footer has room
+
     app: AdminHost
 
     def compose(self) -> ComposeResult:
@@ -36,7 +39,7 @@ class SignInScreen(Screen[str]):
             yield Input("admin", id="username", compact=True)
             yield Label("PIN or password")
             yield Input(password=True, id="pin", compact=True)
-            yield Static("Enter the PIN and press Enter (ctrl+q quits).", id="sign-in-message")
+            yield Static("Enter the PIN and press Enter.", id="sign-in-message")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
