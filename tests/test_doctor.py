@@ -137,6 +137,8 @@ def test_a_running_service_keeps_its_camera_and_pins(trained_home: Path, detecto
 
 
 def test_doctor_shows_the_relay_idle_level_and_fails_on_mock_pins_on_a_board(tmp_path: Path, pins: MockFactory) -> None:
+    from gpiozero import Device
+
     from kiosk.admin.diagnostics import check_gpio
 
     for active_high, idle in ((False, "high"), (True, "low")):

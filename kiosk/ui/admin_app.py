@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, tzinfo
-from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding

@@ -24,7 +24,6 @@ class AdminHost(Protocol):
     clock: Callable[[], datetime]
     tz: tzinfo | None
     poll_seconds: float
-    export_dir: Path
     frame_source: FrameSource
     page_size: int
 
