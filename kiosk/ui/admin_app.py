@@ -45,7 +45,7 @@ class AdminApp(App[None]):
         Binding("f4", "show('audit')", "Audit"),
         Binding("f5", "show('calibration')", "Calibrate"),
         # Not in the footer: with a screen's own keys it would push F5 past 80 columns (the
-        # sign-in screen's footer shows it).
+        # sign-in screen says it).
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
 

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
@@ -28,8 +27,6 @@ class SignInScreen(Screen[str]):
     #sign-in-message.error { color: $error; }
     """
 
-    BINDINGS = [Binding("ctrl+q", "app.quit", "Quit")]  # the app's ctrl+q, shown here: its footer has room
-
     app: AdminHost
 
     def compose(self) -> ComposeResult:
@@ -44,6 +41,7 @@ class SignInScreen(Screen[str]):
 
     def on_mount(self) -> None:
         self.sub_title = "sign in"
+        self.query_one("#sign-in").border_subtitle = "ctrl+q quits"  # the footer leaves ctrl+q out (80 columns)
         self.query_one("#pin", Input).focus()
 
     @on(Input.Submitted, "#username")
