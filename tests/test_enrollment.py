@@ -116,7 +116,7 @@ def test_a_dangling_symlink_in_an_enrolment_folder_is_reported_not_skipped(kiosk
     good = photos(DEV / "Hugo_Chavez")[0]
     (folder / "1.jpg").symlink_to(good)
     (folder / "2.jpg").symlink_to(tmp_path / "moved-away.jpg")
-    summary = Enroller(kiosk.sessions, kiosk.detector, kiosk.settings.crops_dir).enroll("Hugo", [folder])
+    summary = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops).enroll("Hugo", [folder])
     by_name = {Path(r.path).name: r for r in summary.results}
     assert by_name["1.jpg"].status == STORED
     assert by_name["2.jpg"].status == FAILED and "broken link" in by_name["2.jpg"].reason and "moved-away.jpg" in by_name["2.jpg"].reason
