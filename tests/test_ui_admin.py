@@ -382,6 +382,7 @@ def test_every_screen_footer_fits_80_columns_with_the_keys_to_the_other_screens(
 
 def test_a_cleanly_stopped_door_service_shows_as_stopped(home: Path, tmp_path: Path, detector, embedder) -> None:
     from conftest import run_kiosk
+
     from kiosk.door.status import read_status
 
     replay = tmp_path / "replay"

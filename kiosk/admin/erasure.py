@@ -36,7 +36,6 @@ from kiosk.recognition.model_registry import ModelRegistry
 from kiosk.storage.samples import cached_features, load_samples
 from kiosk.storage.thumbnails import forget_thumbnails
 
-
 BACKUPS_KEEP = "backups taken before now still hold them (erasure cannot reach them): re-take or delete those backups"
 
 
