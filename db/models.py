@@ -9,7 +9,20 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -146,6 +159,10 @@ class AccessEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     row_hash: Mapped[str | None] = mapped_column(String(64))
+    # Site database only: the event's id at its door, so an upload sent twice is stored once.
+    door_event_id: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("door", "door_event_id", name="uq_access_events_door_event"),)
 
 
 class AdminAction(Base):
@@ -214,3 +231,51 @@ class AdminCredential(Base):
     secret_hash: Mapped[str] = mapped_column(Text)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# --- site database (issue 18): a site of many doors on one PostgreSQL --------------------------
+
+
+class Door(Base):
+    """A door registered at the site, with what it last reported (the site's view of its health)."""
+
+    __tablename__ = "doors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    location: Mapped[str] = mapped_column(String(200), default="")
+    role_name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_contact: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    replica_version: Mapped[int | None] = mapped_column(BigInteger)
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+
+
+class SiteState(Base):
+    """One row. At the site: a counter every change to a replicated table bumps (a trigger).
+    At a door: the site version its replica holds."""
+
+    __tablename__ = "site_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SiteUploadState(Base):
+    """One row, at a door: its access events up to this local id are stored at the site."""
+
+    __tablename__ = "site_upload_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sent_through: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SiteArtifact(Base):
+    """One file of a model version's artifact folder, stored at the site so doors can fetch it."""
+
+    __tablename__ = "site_artifacts"
+
+    training_run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(500), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)

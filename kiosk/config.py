@@ -161,6 +161,38 @@ class DatabaseConfig(Section):
         description="SQLAlchemy URL; empty means SQLite at <home>/kiosk.db.",
     )
     busy_timeout_ms: int = Field(10000, ge=0, description="SQLite busy timeout in milliseconds.")
+    password_file: Path | None = Field(
+        None,
+        description=(
+            "File holding the database password (a PostgreSQL site database), kept out of the URL; "
+            "libpq's PGPASSWORD/PGPASSFILE work too. TLS options go in the URL's query (?sslmode=verify-full&sslrootcert=...)."
+        ),
+    )
+
+
+# --- site database (issue 18) -------------------------------------------------------------
+class SiteConfig(Section):
+    url: str = Field(
+        "",
+        description=(
+            "The site database this door joins (postgresql+psycopg://door_role@host/db?sslmode=...); "
+            "empty: a single door, nothing is replicated or uploaded."
+        ),
+    )
+    door: str = Field("", description="This door's registered name at the site (`kiosk site door add`); also its name in the access log.")
+    password_file: Path | None = Field(None, description="File holding this door's database password (printed once by `kiosk site door add`).")
+    poll_seconds: float = Field(
+        30.0, gt=0.0, description="How often the door checks the site for changes when no notification came (LISTEN/NOTIFY is the prompt path)."
+    )
+    upload_seconds: float = Field(2.0, gt=0.0, description="How often the door sends its unsent events when no decision woke the uploader.")
+    retry_seconds: float = Field(5.0, gt=0.0, description="Wait between attempts to reach the site database while it is down.")
+
+    @model_validator(mode="after")
+    def _door_named(self) -> "SiteConfig":
+        if self.url and not self.door:
+            raise ValueError("site.door must name this door when site.url is set")
+        return self
+# --- end site database ------------------------------------------------------------------------
 
 
 PinSpec = int | str
@@ -336,6 +368,7 @@ class Settings(BaseSettings):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    site: SiteConfig = Field(default_factory=SiteConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -360,9 +393,20 @@ class Settings(BaseSettings):
                 object.__setattr__(self.models, key, self.home / path)
         return self
 
+    @model_validator(mode="after")
+    def _site_door_is_the_door(self) -> "Settings":
+        """A site door's events carry its registered name: the site's row-level security checks it."""
+        if self.site.door and self.door != self.site.door:
+            if "door" in self.model_fields_set:
+                raise ValueError(f"door ({self.door!r}) and site.door ({self.site.door!r}) must be the same name")
+            object.__setattr__(self, "door", self.site.door)
+        return self
+
     @property
     def database_url(self) -> str:
-        return self.database.url or f"sqlite:///{self.home / 'kiosk.db'}"
+        if not self.database.url:
+            return f"sqlite:///{self.home / 'kiosk.db'}"
+        return with_password(self.database.url, self.database.password_file)
 
     @property
     def crops_dir(self) -> Path:
@@ -375,6 +419,19 @@ class Settings(BaseSettings):
     @property
     def exports_dir(self) -> Path:
         return self.home / self.admin.exports_dir  # an absolute exports_dir stays as it is
+
+
+def with_password(url: str, password_file: Path | None) -> str:
+    """The URL with the password read from its file (the file is read at use, never stored)."""
+    if password_file is None:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = password_file.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"password file {password_file}: {exc.strerror}") from None
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
 
 
 def load_settings(config_file: Path | None = None) -> Settings:

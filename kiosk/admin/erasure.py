@@ -34,6 +34,7 @@ from kiosk.recognition.clip_onnx import forget_int8_towers
 from kiosk.recognition.face_recogniser import train_face_model
 from kiosk.recognition.model_registry import ModelRegistry
 from kiosk.storage.samples import cached_features, load_samples
+from kiosk.storage import site_artifacts
 from kiosk.storage.thumbnails import forget_thumbnails
 
 BACKUPS_KEEP = "backups taken before now still hold them (erasure cannot reach them): re-take or delete those backups"
@@ -89,6 +90,7 @@ def _erase_artifacts(session: Session, registry: ModelRegistry, since: datetime,
         if run.id == keep:
             continue
         shutil.rmtree(registry.folder(run), ignore_errors=True)
+        site_artifacts.forget(session, run.id)
         run.status, run.finished_at = "erased", run.finished_at or utcnow()
         run.error = "artifact deleted: it held a person who was erased"
         run.artifact_path = run.artifact_sha256 = None

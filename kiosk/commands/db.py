@@ -18,4 +18,4 @@ def db() -> None:
 def upgrade_cmd(lazy: Lazy) -> None:
     """Migrate the database to the current schema."""
     engine = lazy.kiosk.engine  # building the engine migrates it
-    click.echo(f"database at revision {current_revision(engine)}: {lazy.kiosk.settings.database_url}")
+    click.echo(f"database at revision {current_revision(engine)}: {engine.url.render_as_string(hide_password=True)}")

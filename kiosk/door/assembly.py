@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from kiosk.context import KioskContext
     from kiosk.door.relay import DoorRelay
     from kiosk.door.service import DoorService
+    from kiosk.site.link import SiteLink
 
 
 @dataclass
@@ -38,8 +39,11 @@ class Door:
     service: DoorService
     relay: DoorRelay
     tally: Counter[str] = field(default_factory=Counter)
+    site: SiteLink | None = None  # a door of a site: replica follower and event uploader
 
     def shutdown(self) -> None:
+        if self.site is not None:
+            self.site.stop()
         self.relay.shutdown()
 
 
@@ -52,6 +56,7 @@ def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
     from kiosk.vision.camera import ReplaySource, ResilientCamera, camera_source
 
     settings = kiosk.settings
+    site = _join_site(kiosk)
     updates = {k: v for k, v in (("hold_frames", options.hold), ("gap_frames", options.gap), ("replay_fps", options.fps)) if v is not None}
     if options.camera is not None:
         updates["source"] = options.camera
@@ -72,8 +77,24 @@ def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
         )
     except BaseException:
         relay.shutdown()
+        if site is not None:
+            site.stop()
         raise
-    return Door(service, relay)
+    if site is not None:
+        service.add_listener(site.wake)
+        site.start()
+    return Door(service, relay, site=site)
+
+
+def _join_site(kiosk: KioskContext) -> SiteLink | None:
+    """A door of a site (site.url set) catches its replica up before loading its model."""
+    if not kiosk.settings.site.url:
+        return None
+    from kiosk.site.link import SiteLink
+
+    link = SiteLink(kiosk.settings, kiosk.sessions)
+    link.catch_up()
+    return link
 
 
 def run_door(door: Door, stop: threading.Event) -> None:

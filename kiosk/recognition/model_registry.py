@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import TrainingRun, utcnow
 from kiosk.errors import KioskError
 from kiosk.processes import owner, owner_gone
+from kiosk.storage import site_artifacts
 
 
 class ModelRegistry:
@@ -58,6 +59,7 @@ class ModelRegistry:
             run.metrics = {**run.metrics, **metrics}
             run.artifact_path = str(final)
             run.artifact_sha256 = digest
+            site_artifacts.publish(session, run_id, final)  # a site database: doors fetch it from there
         return final
 
     def fail(self, run_id: int, error: str, status: str = "failed") -> None:

@@ -1,0 +1,106 @@
+"""The door's link to its site, run beside the door service: replica follower + uploader.
+
+Nothing here is on the door's critical path: the door loop commits to its own SQLite and
+decides from its replica; these threads only copy changes down and events up, and when the
+site is down they retry every ``site.retry_seconds`` while the door carries on. Each round
+also reports the door's health to its ``doors`` row (last contact, replica version, outbox
+depth) for `kiosk site doors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+from sqlalchemy import Engine, func, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Door
+from kiosk.config import Settings
+from kiosk.errors import KioskError
+from kiosk.site.connection import site_engine, site_url
+from kiosk.site.replica import ReplicaFollower, SyncReport, local_version, sync
+from kiosk.site.uploader import outbox_depth, upload_pending
+
+log = logging.getLogger(__name__)
+
+
+class SiteLink:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], site: Engine | None = None):
+        self.settings = settings
+        self.sessions = sessions
+        self.site = site or site_engine(settings)
+        self.follower = ReplicaFollower(settings, sessions, self.site, site_url(settings), self._synced)
+        self.uploaded = 0
+        self.last_sync: SyncReport | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def catch_up(self) -> bool:
+        """Once, before the door loads its model: sync the replica and send what is pending.
+        False (logged) when the site cannot be reached: the door starts on the replica it has."""
+        try:
+            self._synced(sync(self.site, self.sessions, self.settings))
+            self.upload()
+        except (SQLAlchemyError, psycopg.Error, OSError, KioskError) as exc:
+            log.warning("site database unreachable at start, deciding from the local replica: %s", str(exc).splitlines()[0])
+            return False
+        return True
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self.follower.run, args=(self._stop,), name="site-replica", daemon=True),
+            threading.Thread(target=self._upload_loop, name="site-upload", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def wake(self, *_args: object) -> None:
+        """A new event was stored: send it now rather than at the next upload round."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self._threads = []
+        self.site.dispose()
+
+    def upload(self) -> int:
+        sent = upload_pending(self.site, self.sessions)
+        self.uploaded += sent
+        self._report()
+        return sent
+
+    def _upload_loop(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.site.upload_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.upload()
+                failing = False
+            except (SQLAlchemyError, psycopg.Error, OSError) as exc:
+                if not failing:
+                    log.warning("events kept at the door until the site is back: %s", str(exc).splitlines()[0])
+                failing = True
+                self._stop.wait(self.settings.site.retry_seconds)
+
+    def _synced(self, report: SyncReport) -> None:
+        self.last_sync = report
+        self._report()
+
+    def _report(self) -> None:
+        with self.site.begin() as conn:
+            conn.execute(
+                update(Door).where(Door.name == self.settings.site.door).values(
+                    last_contact=func.now(), replica_version=local_version(self.sessions), outbox_depth=outbox_depth(self.sessions)
+                )
+            )

@@ -1,0 +1,358 @@
+"""A site of many doors on a real PostgreSQL 15 (started by .ci/services/postgres for these tests).
+
+Two real door services (their own data directories and SQLite replicas, the real detector and
+face model, gpiozero mock pins) join one site database; people are enrolled, retrained and
+erased centrally only; the server is stopped and started again under the doors.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from conftest import DEV, dev_people, make_settings, photos, run_kiosk
+from db.models import AccessEvent, Base, Door, Person, TrainingRun
+from db.session import make_engine, upgrade
+from kiosk.config import CameraConfig, DatabaseConfig, DetectionConfig, DoorConfig, ModelPaths, PolicyConfig, SiteConfig
+from kiosk.context import KioskContext
+from kiosk.door.relay import build_relay
+from kiosk.door.service import DoorService, build_door_service
+from kiosk.errors import ConfigError
+from kiosk.site.audit import verify_site
+from kiosk.site.link import SiteLink
+from kiosk.site.roles import add_door, init_site, list_doors
+from kiosk.site.uploader import outbox_depth
+from kiosk.vision.camera import CameraSource, Frame, ResilientCamera
+from kiosk.vision.face_detection import FaceDetector
+from pg_server import PgServer, pg_server, site_url  # noqa: F401 (fixtures)
+
+WAIT = 90.0  # seconds a condition may take on a loaded 2-core machine before the test fails
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll a condition until it holds; fail naming it after the timeout (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class VisitSource(CameraSource):
+    """A camera in front of a doorway: empty frames, and a visitor's photo when the test sends one."""
+
+    description = "doorway (test visits)"
+
+    def __init__(self) -> None:
+        self.frames: queue.SimpleQueue[tuple[np.ndarray, str]] = queue.SimpleQueue()
+        self.seq = 0
+        self.queued = 0  # visit frames queued so far
+        self.consumed = 0  # visit frames read so far
+        self.caught_up = 0  # visit frames read before the last empty-doorway read
+        self.empty = np.zeros((250, 250, 3), np.uint8)
+
+    def visit(self, photo: Path, label: str, hold: int = 3, gap: int = 2) -> int:
+        """Queue a visit; returns how many visit frames will have been read once it is over."""
+        image = cv2.imread(str(photo))
+        for _ in range(hold):
+            self.frames.put((image, label))
+        for _ in range(gap):
+            self.frames.put((self.empty, ""))
+        self.queued += hold + gap
+        return self.queued
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def read(self) -> Frame | None:
+        try:
+            image, label = self.frames.get_nowait()
+            self.consumed += 1
+        except queue.Empty:
+            # the loop reads a frame only after handling the one before: every visit frame is handled
+            self.caught_up = self.consumed
+            time.sleep(0.02)  # an empty doorway at a camera's pace
+            image, label = self.empty, ""
+        self.seq += 1
+        return Frame(image, self.seq, time.monotonic(), label)
+
+
+class SiteDoor:
+    """One door of the site: its own home and SQLite, its link to the site, its running service."""
+
+    def __init__(self, name: str, home: Path, url: str, password_file: Path, detector: FaceDetector, embedder, pins: MockFactory, pin: int):
+        self.name = name
+        self.settings = make_settings(
+            home,
+            site=SiteConfig(url=url, door=name, password_file=password_file, poll_seconds=0.5, upload_seconds=0.2, retry_seconds=0.2),
+            camera=CameraConfig(reconnect_initial_seconds=0.01, reconnect_max_seconds=0.05),
+            policy=PolicyConfig(reload_check_seconds=0.1, window_frames=3, min_frames=2, track_max_missed=1, cooldown_seconds=0.0),
+            door_hardware=DoorConfig(pin_factory="mock", relay_pin=pin, pulse_seconds=0.05),
+        )
+        self.ctx = KioskContext(self.settings)
+        self.ctx.__dict__["embedder"] = embedder
+        self.link = SiteLink(self.settings, self.ctx.sessions)
+        assert self.link.catch_up()
+        self.camera = VisitSource()
+        relay = build_relay(self.settings.door_hardware)
+        self.service: DoorService = build_door_service(self.ctx, ResilientCamera(self.camera, self.settings.camera), relay, detector=detector)
+        self.service.add_listener(self.link.wake)
+        self.decisions: list[tuple[str, bool]] = []
+        self.service.add_listener(lambda d: self.decisions.append((d.person or "", d.granted)))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.service.run, args=(self.stop,), name=f"door-{name}")
+        self.link.start()
+        self.thread.start()
+
+    def decide(self, photo: Path, label: str) -> tuple[str, bool]:
+        """Show one visit, wait until the loop is past it; its grant if any, else its first refusal."""
+        before = len(self.decisions)
+        last = self.camera.visit(photo, label)
+        wait_for(lambda: self.camera.caught_up >= last and len(self.decisions) > before, f"a decision at {self.name}")
+        made = self.decisions[before:]
+        return next((d for d in made if d[1]), made[0])
+
+    def model_version(self) -> int | None:
+        return self.service.selection.recogniser.model_version
+
+    def local_events(self) -> list[AccessEvent]:
+        with self.ctx.sessions() as s:
+            return list(s.scalars(select(AccessEvent).order_by(AccessEvent.id)))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        self.link.stop()
+        self.ctx.engine.dispose()
+
+
+def admin_context(url: str, home: Path, embedder) -> KioskContext:
+    ctx = KioskContext(make_settings(home, database=DatabaseConfig(url=url)))
+    ctx.__dict__["embedder"] = embedder
+    return ctx
+
+
+def enrol_and_train(ctx: KioskContext, detector: FaceDetector, embedder, people: list[Path]) -> int:
+    from kiosk.admin.enrolment import Enroller
+    from kiosk.recognition.face_recogniser import train_face_model
+    from kiosk.recognition.model_registry import ModelRegistry
+    from kiosk.storage.samples import cached_features, load_samples
+
+    enroller = Enroller(ctx.sessions, detector, ctx.crops)
+    for person in people:
+        enroller.enroll(person.name, photos(person)[:8])
+    samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
+    feats = cached_features(ctx.sessions, ctx.crops, samples, embedder.encoder_key, embedder.embed)
+    return train_face_model(ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir), embedder, samples, feats)
+
+
+def door_url(url: str, role: str) -> str:
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def register(admin: KioskContext, name: str, tmp_path: Path) -> tuple[str, Path]:
+    door, password = add_door(admin.engine, admin.sessions, name, f"{name} entrance")
+    secret = tmp_path / f"{name}.password"
+    secret.write_text(password)
+    return door_url(admin.settings.database.url, door.role_name), secret
+
+
+@pytest.fixture(scope="module")
+def door_detector() -> FaceDetector:
+    from conftest import DETECTOR
+
+    return FaceDetector.from_settings(ModelPaths(detector=DETECTOR), DetectionConfig(pad_fraction=0.0))
+
+
+def test_migrations_on_postgres_build_exactly_the_models(site_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(site_url)
+    assert init_site(engine) == "0006_site"
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+        triggers = set(conn.scalars(text("SELECT event_object_table FROM information_schema.triggers WHERE trigger_name = 'kiosk_site_changed'")))
+        secured = set(conn.scalars(text("SELECT relname FROM pg_class WHERE relrowsecurity")))
+    assert triggers == {"people", "training_runs", "calibrations"}
+    assert secured == {"access_events", "doors"}
+    upgrade(engine, "0002_trust")  # and back down, on PostgreSQL as on SQLite
+    upgrade(engine)
+    engine.dispose()
+
+
+def test_password_from_a_file_and_tls_options_reach_the_driver(site_url: str, pg_server: PgServer, tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text(make_url(site_url).password + "\n")
+    bare = make_url(site_url).set(password=None).render_as_string(hide_password=False)
+    settings = make_settings(tmp_path, database=DatabaseConfig(url=bare, password_file=secret))
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT 1")) == 1
+    engine.dispose()
+    # sslmode goes to libpq as given: this test server has no TLS, so "require" must be refused by it
+    tls = make_engine(make_url(settings.database_url).update_query_dict({"sslmode": "require"}).render_as_string(hide_password=False))
+    with pytest.raises(OperationalError, match="SSL"):
+        tls.connect()
+    tls.dispose()
+    with pytest.raises(ConfigError, match="password file"):
+        _ = make_settings(tmp_path, database=DatabaseConfig(url=bare, password_file=tmp_path / "missing")).database_url
+
+
+def test_a_door_role_reads_what_it_needs_appends_its_own_events_and_nothing_else(site_url: str, tmp_path: Path, embedder) -> None:
+    admin = admin_context(site_url, tmp_path / "admin", embedder)
+    init_site(admin.engine)
+    east_url, east_pw = register(admin, "east", tmp_path)
+    register(admin, "west", tmp_path)
+    with admin.sessions.begin() as s:
+        s.add(Person(name="Someone"))
+        s.add(AccessEvent(door="west", granted=False, reason="west's own", door_event_id=1))
+    east = create_engine(make_url(east_url).set(password=east_pw.read_text()))
+    row = {"door": "east", "granted": True, "reason": "r", "time": "2026-01-01T00:00:00+00:00", "details": "{}", "tailgating": False}
+    insert = text("INSERT INTO access_events (door, granted, reason, time, details, tailgating, door_event_id) "
+                  "VALUES (:door, :granted, :reason, :time, CAST(:details AS json), :tailgating, :n)")
+    with east.begin() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM people")) == 1
+        conn.execute(insert, {**row, "n": 1})
+        assert conn.execute(text("SELECT door FROM access_events")).scalars().all() == ["east"]  # west's row is invisible
+        assert conn.execute(text("SELECT name FROM doors")).scalars().all() == ["east"]
+    refused = [
+        (insert, {**row, "door": "west", "n": 2}),  # pretending to be another door
+        (text("UPDATE access_events SET reason = 'changed'"), {}),
+        (text("DELETE FROM access_events"), {}),
+        (text("UPDATE people SET name = 'x'"), {}),
+        (text("DELETE FROM people"), {}),
+        (text("UPDATE doors SET name = 'x'"), {}),
+        (text("SELECT * FROM face_samples"), {}),
+        (text("SELECT * FROM admin_credentials"), {}),
+        (text("SELECT * FROM admin_actions"), {}),
+    ]
+    for statement, params in refused:
+        with pytest.raises(DBAPIError, match="permission denied|row-level security"), east.begin() as conn:
+            conn.execute(statement, params)
+    east.dispose()
+    with admin.sessions() as s:
+        assert sorted(s.scalars(select(AccessEvent.reason))) == ["r", "west's own"]
+        assert s.scalar(select(Person.name)) == "Someone"
+    admin.engine.dispose()
+
+
+def test_two_doors_follow_the_site_and_survive_its_outage(
+    site_url: str, pg_server: PgServer, tmp_path: Path, door_detector, embedder, pins: MockFactory,
+) -> None:
+    subject, other, stranger = dev_people()[0], dev_people()[1], sorted((DEV.parent / "faces-dev-strangers").iterdir())[0]
+    admin = admin_context(site_url, tmp_path / "admin", embedder)
+    init_site(admin.engine)
+    first = enrol_and_train(admin, door_detector, embedder, [other])
+    doors = [SiteDoor(name, tmp_path / name, *register(admin, name, tmp_path), door_detector, embedder, pins, pin)
+             for name, pin in (("east", 17), ("west", 22))]
+    try:
+        for door in doors:
+            assert door.model_version() == first
+            assert door.decide(photos(subject)[12], "subject")[1] is False  # not enrolled yet
+
+        # enrolled and trained once, centrally: both doors learn of it without being touched
+        second = enrol_and_train(admin, door_detector, embedder, [subject])
+        for door in doors:
+            wait_for(lambda d=door: d.model_version() == second, f"{door.name} to load model v{second}")
+            assert door.decide(photos(subject)[13], "subject") == (subject.name, True)
+
+        # erased centrally: refused at both, and nothing of them left at either door
+        from kiosk.admin.erasure import forget_person
+
+        erased = forget_person(admin, subject.name)
+        assert erased.rebuilt_face_version is not None
+        for door in doors:
+            wait_for(lambda d=door: d.model_version() == erased.rebuilt_face_version, f"{door.name} to load v{erased.rebuilt_face_version}")
+            assert door.decide(photos(subject)[14], "subject")[1] is False
+            assert door.link.last_sync is not None and door.link.last_sync.erasure_verified
+            with door.ctx.sessions() as s:
+                assert s.scalar(select(Person.id).where(Person.name == subject.name)) is None
+                assert s.scalar(select(TrainingRun.id).where(TrainingRun.id == second)) is None
+            assert not any(door.settings.artifacts_dir.glob(f"*-v{second}"))
+
+        for door in doors:  # everything so far reached the site
+            wait_for(lambda d=door: outbox_depth(d.ctx.sessions) == 0, f"{door.name}'s outbox to empty")
+
+        # the site goes down: the doors decide from their replicas and keep their events
+        pg_server.stop()
+        for door in doors:
+            wait_for(lambda d=door: not d.link.follower.connected.is_set(), f"{door.name} to notice the outage")
+        for door in doors:
+            before = len(door.local_events())
+            assert door.decide(photos(other)[12], "other") == (other.name, True)
+            assert door.decide(next(stranger.glob("*.jpg")), "stranger")[1] is False
+            assert door.decide(photos(other)[13], "other") == (other.name, True)
+            kept = len(door.local_events()) - before
+            assert kept >= 3 and outbox_depth(door.ctx.sessions) == kept
+        pg_server.start()
+        for door in doors:
+            wait_for(lambda d=door: outbox_depth(d.ctx.sessions) == 0, f"{door.name} to send what it kept")
+
+        with admin.sessions() as s:
+            for door in doors:
+                local = [(e.id, e.row_hash) for e in door.local_events()]
+                central = s.execute(select(AccessEvent.door_event_id, AccessEvent.row_hash)
+                                    .where(AccessEvent.door == door.name).order_by(AccessEvent.id)).all()
+                assert [tuple(r) for r in central] == local  # every event once, in the door's order
+            assert s.scalar(select(func.count(AccessEvent.id))) == sum(len(d.local_events()) for d in doors)
+        reports = verify_site(admin.sessions)
+        assert [r.chain for r in reports] == ["admin_actions", "access_events[east]", "access_events[west]"]
+        assert all(r.ok for r in reports) and all(r.rows == len(d.local_events()) for r, d in zip(reports[1:], doors))
+        wait_for(lambda: all(d.outbox_depth == 0 and d.replica_current and d.last_contact for d in list_doors(admin.engine, admin.sessions)),
+                 "both doors to report to the site")
+    finally:
+        for door in doors:
+            door.close()
+        if not pg_server.running:
+            pg_server.start()
+
+    # `kiosk audit verify` at the site: each door's chain; a row altered centrally is found
+    done = run_kiosk(["audit", "verify"], tmp_path / "admin", timeout=120, KIOSK_DATABASE__URL=site_url)
+    assert done.returncode == 0, done.stderr
+    assert "access_events[east]: " in done.stdout and "access_events[west]: " in done.stdout and "BROKEN" not in done.stdout
+    with admin.engine.begin() as conn:
+        conn.execute(text("UPDATE access_events SET reason = 'altered' WHERE door = 'west' AND door_event_id = 2"))
+    done = run_kiosk(["audit", "verify"], tmp_path / "admin", timeout=120, KIOSK_DATABASE__URL=site_url)
+    assert done.returncode == 1 and "access_events[west]: BROKEN" in done.stdout and "content altered (door event 2)" in done.stdout
+    admin.engine.dispose()
+
+
+def test_kiosk_site_commands_prepare_register_and_list(site_url: str, tmp_path: Path) -> None:
+    home = tmp_path / "admin"
+    done = run_kiosk(["site", "init"], home, KIOSK_DATABASE__URL=site_url)
+    assert done.returncode == 0 and "revision 0006_site" in done.stdout, done.stderr
+    assert make_url(site_url).password not in done.stdout
+    secret = tmp_path / "east.password"
+    done = run_kiosk(["site", "door", "add", "east", "--location", "east entrance", "--password-file", str(secret)], home,
+                     KIOSK_DATABASE__URL=site_url)
+    assert done.returncode == 0, done.stderr
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.read_text().strip() not in done.stdout
+    role = done.stdout.split("database role ")[1].split()[0]
+    east = create_engine(make_url(site_url).set(username=role, password=secret.read_text().strip()))
+    with east.connect() as conn:
+        assert conn.scalar(text("SELECT current_user")) == role
+    east.dispose()
+    again = run_kiosk(["site", "door", "add", "east"], home, KIOSK_DATABASE__URL=site_url)
+    assert again.returncode == 2 and "already registered" in again.stderr and "Traceback" not in again.stderr
+    done = run_kiosk(["site", "doors", "--json"], home, KIOSK_DATABASE__URL=site_url)
+    [row] = json.loads(done.stdout)
+    assert (row["name"], row["location"], row["last_contact"], row["outbox_depth"]) == ("east", "east entrance", None, None)
+    sqlite = run_kiosk(["site", "init"], tmp_path / "single")
+    assert sqlite.returncode == 2 and "PostgreSQL" in sqlite.stderr and len(sqlite.stderr.strip().splitlines()) == 1
