@@ -194,7 +194,8 @@ def load(server, admin_url: str, root: Path, args: argparse.Namespace) -> None:
 def decision_latency(server, admin_url: str, root: Path, phase_seconds: float) -> None:
     """One real door with the site up, slow and down: pulse latency per phase."""
     from door_common import DETECTOR, DEV, EMBEDDER, mock_relay, photos
-    from db.session import make_engine, session_factory
+
+    from db.session import make_engine
     from kiosk.admin.enrolment import Enroller
     from kiosk.config import CameraConfig, DatabaseConfig, ModelPaths, PolicyConfig, Settings, SiteConfig
     from kiosk.context import KioskContext

@@ -67,8 +67,8 @@ class PgServer:
         return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+@pytest.fixture(scope="session", name="pg_server")
+def pg_server_fixture() -> Iterator[PgServer]:
     server = PgServer()
     try:
         server.start()
@@ -77,8 +77,8 @@ def pg_server() -> Iterator[PgServer]:
         server.remove()
 
 
-@pytest.fixture()
-def site_url(pg_server: PgServer) -> str:
+@pytest.fixture(name="site_url")
+def site_url_fixture(pg_server: PgServer) -> str:
     """A fresh database on the session's server, for one test."""
     if not pg_server.running:
         pg_server.start()

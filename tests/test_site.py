@@ -17,16 +17,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import DEV, dev_people, make_settings, photos, run_kiosk
 from gpiozero.pins.mock import MockFactory
+from pg_server import PgServer, pg_server_fixture, site_url_fixture  # noqa: F401 (the fixtures pg_server, site_url)
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session
 
-from conftest import DEV, dev_people, make_settings, photos, run_kiosk
-from db.models import AccessEvent, Base, Door, Person, TrainingRun
+from db.models import AccessEvent, Base, Person, TrainingRun
 from db.session import make_engine, upgrade
-from kiosk.config import CameraConfig, DatabaseConfig, DetectionConfig, DoorConfig, ModelPaths, PolicyConfig, SiteConfig
+from kiosk.config import CameraConfig, DatabaseConfig, DetectionConfig, DoorHardwareConfig, ModelPaths, PolicyConfig, SiteConfig
 from kiosk.context import KioskContext
 from kiosk.door.relay import build_relay
 from kiosk.door.service import DoorService, build_door_service
@@ -37,7 +37,6 @@ from kiosk.site.roles import add_door, init_site, list_doors
 from kiosk.site.uploader import outbox_depth
 from kiosk.vision.camera import CameraSource, Frame, ResilientCamera
 from kiosk.vision.face_detection import FaceDetector
-from pg_server import PgServer, pg_server, site_url  # noqa: F401 (fixtures)
 
 WAIT = 90.0  # seconds a condition may take on a loaded 2-core machine before the test fails
 
@@ -103,7 +102,7 @@ class SiteDoor:
             site=SiteConfig(url=url, door=name, password_file=password_file, poll_seconds=0.5, upload_seconds=0.2, retry_seconds=0.2),
             camera=CameraConfig(reconnect_initial_seconds=0.01, reconnect_max_seconds=0.05),
             policy=PolicyConfig(reload_check_seconds=0.1, window_frames=3, min_frames=2, track_max_missed=1, cooldown_seconds=0.0),
-            door_hardware=DoorConfig(pin_factory="mock", relay_pin=pin, pulse_seconds=0.05),
+            door_hardware=DoorHardwareConfig(pin_factory="mock", relay_pin=pin, pulse_seconds=0.05),
         )
         self.ctx = KioskContext(self.settings)
         self.ctx.__dict__["embedder"] = embedder

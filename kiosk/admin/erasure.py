@@ -33,8 +33,8 @@ from kiosk.errors import KioskError
 from kiosk.recognition.clip_onnx import forget_int8_towers
 from kiosk.recognition.face_recogniser import train_face_model
 from kiosk.recognition.model_registry import ModelRegistry
-from kiosk.storage.samples import cached_features, load_samples
 from kiosk.storage import site_artifacts
+from kiosk.storage.samples import cached_features, load_samples
 from kiosk.storage.thumbnails import forget_thumbnails
 
 BACKUPS_KEEP = "backups taken before now still hold them (erasure cannot reach them): re-take or delete those backups"
