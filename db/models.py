@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -214,3 +214,24 @@ class AdminCredential(Base):
     secret_hash: Mapped[str] = mapped_column(Text)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# --- access-panel credentials (issue 16) ---------------------------------------------------
+
+
+class Credential(Base):
+    """The card number a person's face stands for when the kiosk is a reader on an access panel.
+
+    ``card`` is the canonical text ("FACILITY:NUMBER", or "NUMBER" for a raw number) and is what
+    makes a credential unique per site; ``facility`` is None for a raw number. Deleted with the
+    person (the foreign key cascades).
+    """
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), unique=True)
+    card: Mapped[str] = mapped_column(String(40), unique=True)
+    facility: Mapped[int | None] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

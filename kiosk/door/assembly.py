@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kiosk.context import KioskContext
+    from kiosk.door.outputs import DoorOutput
     from kiosk.door.relay import DoorRelay
     from kiosk.door.service import DoorService
 
@@ -38,14 +39,18 @@ class Door:
     service: DoorService
     relay: DoorRelay
     tally: Counter[str] = field(default_factory=Counter)
+    outputs: list[DoorOutput] = field(default_factory=list)
 
     def shutdown(self) -> None:
+        for output in self.outputs:
+            output.close()
         self.relay.shutdown()
 
 
 def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
     """Camera, relay, sensors and recogniser from the configuration plus command-line overrides."""
     from kiosk.door.gpio_board import open_board
+    from kiosk.door.outputs import build_outputs
     from kiosk.door.relay import build_relay
     from kiosk.door.sensors import build_sensors
     from kiosk.door.service import build_door_service
@@ -62,18 +67,23 @@ def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
     hardware = settings.door_hardware
     board = open_board(hardware)
     relay = build_relay(hardware, board)
+    outputs: list[DoorOutput] = []
     try:
+        outputs = build_outputs(settings, relay, board)
         needs_sensors = hardware.contact_pin is not None or hardware.exit_pin is not None
         service = build_door_service(
             kiosk,
             camera=ResilientCamera(source, camera_config),
             relay=relay,
             sensors=(lambda on_event: build_sensors(hardware, relay, on_event, board)) if needs_sensors else None,
+            outputs=outputs,
         )
     except BaseException:
+        for output in outputs:
+            output.close()
         relay.shutdown()
         raise
-    return Door(service, relay)
+    return Door(service, relay, outputs=outputs)
 
 
 def run_door(door: Door, stop: threading.Event) -> None:

@@ -45,6 +45,7 @@ class DoorStatus:
     updated: float  # time.time() when written
     pid: int
     stopped: bool = False  # the service's last write when it stopped cleanly
+    panel: str = ""  # access-panel outputs' link state ("osdp: secure channel up"); empty without a panel
 
     def live(self, now: float | None = None, fresh_seconds: float = FRESH_SECONDS) -> bool:
         """Written recently by a service that has not stopped: one that can hand over frames now."""
