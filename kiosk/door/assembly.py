@@ -8,6 +8,7 @@ stop; the relay's own handler closes it first).
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections import Counter
@@ -16,8 +17,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
+    from kiosk.config import Settings
     from kiosk.context import KioskContext
+    from kiosk.door.gpio_board import GpioBoard
     from kiosk.door.outputs import DoorOutput
     from kiosk.door.relay import DoorRelay
     from kiosk.door.service import DoorService
@@ -50,7 +55,6 @@ class Door:
 def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
     """Camera, relay, sensors and recogniser from the configuration plus command-line overrides."""
     from kiosk.door.gpio_board import open_board
-    from kiosk.door.outputs import build_outputs
     from kiosk.door.relay import build_relay
     from kiosk.door.sensors import build_sensors
     from kiosk.door.service import build_door_service
@@ -84,6 +88,32 @@ def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
         relay.shutdown()
         raise
     return Door(service, relay, outputs=outputs)
+
+
+def build_outputs(settings: Settings, relay: DoorRelay, board: GpioBoard) -> list[DoorOutput]:
+    """The outputs `door_hardware.outputs` names (the relay output only when listed); on a failure
+    the ones already built are closed."""
+    from kiosk.door.outputs import RelayOutput
+
+    outputs: list[DoorOutput] = []
+    try:
+        for name in settings.door_hardware.outputs:
+            if name == "relay":
+                outputs.append(RelayOutput(relay, settings.door_hardware.pulse_seconds))
+            elif name == "wiegand":
+                from kiosk.door.wiegand import build_wiegand
+
+                outputs.append(build_wiegand(settings.wiegand, board))
+            else:
+                from kiosk.door.osdp_reader import build_osdp
+
+                outputs.append(build_osdp(settings, relay))
+    except BaseException:
+        for output in outputs:
+            output.close()
+        raise
+    log.info("door outputs: %s", ", ".join(o.name for o in outputs))
+    return outputs
 
 
 def run_door(door: Door, stop: threading.Event) -> None:

@@ -11,22 +11,15 @@ Panel outputs that hear back from the panel (OSDP's LED/buzzer commands, its lin
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from db.models import utcnow
 from kiosk.storage.credentials import Card
 from kiosk.door.relay import DoorRelay
-
-if TYPE_CHECKING:
-    from kiosk.config import Settings
-    from kiosk.door.gpio_board import GpioBoard
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,28 +84,3 @@ class RelayOutput(DoorOutput):
 
 def notice(output: str, kind: Literal["answer", "link"], granted: bool | None, detail: str) -> PanelNotice:
     return PanelNotice(output, kind, granted, detail, utcnow())
-
-
-def build_outputs(settings: Settings, relay: DoorRelay, board: GpioBoard) -> list[DoorOutput]:
-    """The outputs `door_hardware.outputs` names; the relay output exists only when listed."""
-    outputs: list[DoorOutput] = []
-    built: list[DoorOutput] = []
-    try:
-        for name in settings.door_hardware.outputs:
-            if name == "relay":
-                outputs.append(RelayOutput(relay, settings.door_hardware.pulse_seconds))
-            elif name == "wiegand":
-                from kiosk.door.wiegand import build_wiegand
-
-                outputs.append(build_wiegand(settings.wiegand, board))
-            else:
-                from kiosk.door.osdp_reader import build_osdp
-
-                outputs.append(build_osdp(settings, relay))
-            built.append(outputs[-1])
-    except BaseException:
-        for output in built:
-            output.close()
-        raise
-    log.info("door outputs: %s", ", ".join(o.name for o in outputs))
-    return outputs

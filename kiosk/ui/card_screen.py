@@ -20,7 +20,7 @@ from kiosk.errors import KioskError
 from kiosk.storage.credentials import card_for, parse_card, set_card
 
 if TYPE_CHECKING:
-    from kiosk.ui.admin_app import AdminApp
+    from kiosk.ui.admin_host import AdminHost
 
 
 class CardScreen(ModalScreen[str | None]):
@@ -32,17 +32,14 @@ class CardScreen(ModalScreen[str | None]):
     #card-error { color: $error; }
     """
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+    app: AdminHost
 
     def __init__(self, person: str):
         super().__init__()
         self.person = person
 
-    @property
-    def kiosk_app(self) -> AdminApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
-        current = card_for(self.kiosk_app.kiosk.sessions, self.person)
+        current = card_for(self.app.kiosk.sessions, self.person)
         with Vertical(id="card-box"):
             yield Static(f"[b]Card for {self.person}[/b]\nFACILITY:NUMBER as the panel knows it (e.g. 12:3456), or a raw NUMBER")
             yield Input(value="" if current is None else str(current), placeholder="12:3456", id="card")
@@ -52,7 +49,7 @@ class CardScreen(ModalScreen[str | None]):
     def _submitted(self, event: Input.Submitted) -> None:
         try:
             card = parse_card(event.value)
-            set_card(self.kiosk_app.kiosk.sessions, self.person, card, actor=self.kiosk_app.actor)
+            set_card(self.app.kiosk.sessions, self.person, card, actor=self.app.actor)
         except KioskError as exc:
             self.query_one("#card-error", Static).update(str(exc))
             return
