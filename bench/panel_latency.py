@@ -58,7 +58,7 @@ def osdp_latency(people: int, rounds: int) -> None:
     from osdp import Event, KeyStore
 
     from osdp_panel import TestPanel, pty_pair
-    from kiosk.config import CameraConfig, DoorConfig, OsdpConfig, PolicyConfig
+    from kiosk.config import CameraConfig, DoorHardwareConfig, OsdpConfig, PolicyConfig
     from kiosk.door.osdp_reader import OsdpReader, SerialChannel
     from kiosk.door.relay import build_relay
     from kiosk.door.service import build_door_service
@@ -66,7 +66,7 @@ def osdp_latency(people: int, rounds: int) -> None:
     from kiosk.vision.camera import ReplaySource, ResilientCamera
 
     work = Path(tempfile.mkdtemp(prefix="panel-bench-"))
-    hardware = DoorConfig(pin_factory="mock", outputs=["osdp"])
+    hardware = DoorHardwareConfig(pin_factory="mock", outputs=["osdp"])
     ctx, chosen = enrolled_home(work / "home", people, door_hardware=hardware,
                                 policy=PolicyConfig(window_frames=3, min_frames=2, track_max_missed=1, cooldown_seconds=0.0))
     for i, person in enumerate(chosen):

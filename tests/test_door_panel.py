@@ -15,7 +15,7 @@ from conftest import STRANGERS, copy_home, dev_people, make_settings, photos
 from osdp_panel import TestPanel, card_bits, pty_pair
 from test_door_service import events, replay_dir
 from test_wiegand import decode
-from kiosk.config import CameraConfig, DetectionConfig, DoorConfig, ModelPaths, OsdpConfig, PolicyConfig, WiegandConfig
+from kiosk.config import CameraConfig, DetectionConfig, DoorHardwareConfig, ModelPaths, OsdpConfig, PolicyConfig, WiegandConfig
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board
 from kiosk.door.osdp_reader import OsdpReader, SerialChannel
@@ -58,7 +58,7 @@ def test_a_recognised_face_reaches_the_panel_and_the_panel_answers_on_the_displa
     home = copy_home(enrolled_dev[0], tmp_path / "home")
     carded, uncarded = dev_people()[0], dev_people()[1]
     stranger = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[0]
-    hardware = DoorConfig(pin_factory="mock", relay_pin=RELAY_PIN, outputs=["osdp", "wiegand"])
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, outputs=["osdp", "wiegand"])
     settings = make_settings(
         home, door_hardware=hardware, wiegand=WiegandConfig(d0_pin=D0, d1_pin=D1),
         policy=PolicyConfig(window_frames=3, min_frames=2, track_max_missed=1),

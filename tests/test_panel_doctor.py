@@ -11,7 +11,7 @@ from osdp import KeyStore
 from osdp_panel import pty_pair
 from db.models import Person
 from kiosk.admin.diagnostics import check_panel
-from kiosk.config import DoorConfig, OsdpConfig, Settings, WiegandConfig
+from kiosk.config import DoorHardwareConfig, OsdpConfig, Settings, WiegandConfig
 from kiosk.context import KioskContext
 from kiosk.door.status import DoorStatus
 from kiosk.storage.credentials import Card, set_card
@@ -28,7 +28,7 @@ def test_doctor_checks_the_panel_outputs_and_the_cards(tmp_path: Path, pins) -> 
     key_file.chmod(0o600)
     settings = Settings(
         home=tmp_path / "home",
-        door_hardware=DoorConfig(pin_factory="mock", outputs=["osdp", "wiegand"]),
+        door_hardware=DoorHardwareConfig(pin_factory="mock", outputs=["osdp", "wiegand"]),
         osdp=OsdpConfig(port=port, key_file=key_file),
         wiegand=WiegandConfig(d0_pin=5, d1_pin=6),
     )

@@ -28,6 +28,11 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import osdp
+from osdp import (
+    Capability, CardFormat, Command, CommandLEDColor, Event, LibFlag, LogLevel, PDCapabilities, PDInfo, PeripheralDevice,
+)
+
 from kiosk.config import OsdpConfig
 from kiosk.door.outputs import DoorOutput, NoticeCallback, PanelNotice, SendResult, notice
 from kiosk.door.relay import DoorRelay
@@ -80,18 +85,17 @@ def pack_bits(bits: list[int]) -> bytes:
 
 
 def _led_color(code: int) -> str:
-    from osdp import CommandLEDColor
-
     names = {getattr(CommandLEDColor, n): n.lower() for n in ("Black", "Red", "Green", "Amber", "Blue", "Magenta", "Cyan", "White")}
     return names.get(code, f"colour {code}")
 
 
-class SerialChannel:
+class SerialChannel(osdp.Channel):
     """The RS-485 port for libosdp; a port that fails reads as silence (the link watcher reports it)."""
 
     def __init__(self, port: str, baud: int):
         import serial
 
+        super().__init__()
         try:
             self.serial = serial.Serial(port, baud, timeout=0, write_timeout=1.0)
         except (serial.SerialException, ValueError) as exc:
@@ -135,15 +139,12 @@ class OsdpReader(DoorOutput):
 
     def __init__(
         self,
-        channel: Any,
+        channel: SerialChannel,
         config: OsdpConfig,
         scbk: bytes | None,
         relay: DoorRelay | None = None,
         relay_seconds: float = 3.0,
     ):
-        from osdp import Capability, LibFlag, LogLevel, PDCapabilities, PDInfo, PeripheralDevice
-        import osdp
-
         self.config = config
         self.secure = config.secure_channel
         self.relay = relay
@@ -157,7 +158,6 @@ class OsdpReader(DoorOutput):
         self.beeps = 0
         self.state = "waiting for the panel"
         self._usable = False
-        self._was_up = False
         self._refused = False
         self._online_since: float | None = None
         caps = [
@@ -172,10 +172,7 @@ class OsdpReader(DoorOutput):
         flags = [LibFlag.EnforceSecure] if self.secure else []
         if not self.secure:
             log.warning("OSDP secure channel is off: card numbers cross the bus in clear")
-        channel_class = type("KioskOsdpChannel", (osdp.Channel,), {
-            "read": lambda _s, n: channel.read(n), "write": lambda _s, b: channel.write(b), "flush": lambda _s: channel.flush(),
-        })
-        info = PDInfo(config.address, channel_class(), scbk=scbk if self.secure else None, flags=flags, name="kiosk")
+        info = PDInfo(config.address, channel, scbk=scbk if self.secure else None, flags=flags, name="kiosk")
         self.pd = PeripheralDevice(
             info, PDCapabilities(caps), log_level=LogLevel.Warning,
             command_handler=self._command, event_completion_handler=self._delivered,
@@ -200,8 +197,6 @@ class OsdpReader(DoorOutput):
         return self.state
 
     def grant(self, person: str | None, card: Card | None) -> SendResult:
-        from osdp import CardFormat, Event
-
         if card is None:
             return SendResult(self.name, False, f"{person or 'this person'} has no card number")
         try:
@@ -241,8 +236,6 @@ class OsdpReader(DoorOutput):
     # --- from libosdp's thread ----------------------------------------------------------------
 
     def _command(self, command: dict[str, Any]) -> tuple[int, None]:
-        from osdp import Command
-
         kind = command.get("command")
         if kind == Command.LED:
             self._on_led(_led_color(command.get("on_color", -1)))
@@ -295,7 +288,7 @@ class OsdpReader(DoorOutput):
             elif self._online_since is None:  # polled, but no secure channel: since when
                 self._online_since = now
             if usable and not self._usable:
-                self._usable, self._was_up, self._refused = True, True, False
+                self._usable, self._refused = True, False
                 self.state = "secure channel up" if self.secure else "up (no secure channel)"
                 log.warning("OSDP link to the panel %s", self.state)
                 self._tell(notice(self.name, "link", True, self.state))

@@ -294,33 +294,37 @@ class DoorService:
                 card = card_for(self.sessions, verdict.person)
             except SQLAlchemyError as exc:
                 lookup_error = f"card number could not be read: {exc}"
-        results: list[SendResult] = []
+        panel_results: list[SendResult] = []
         for output in self.outputs:
             if not output.drives_lock and lookup_error:
-                results.append(SendResult(output.name, False, lookup_error))
+                panel_results.append(SendResult(output.name, False, lookup_error))
                 continue
             try:
                 result = output.grant(verdict.person, card)
-            except Exception as exc:  # an output that broke: recorded, the other outputs still act
+            except Exception as exc:  # a panel output that broke: recorded, the others still act
+                if output.drives_lock:
+                    raise  # the relay fails as it always did
                 log.exception("door output %s failed", output.name)
                 result = SendResult(output.name, False, f"failed: {exc}")
-            if output.drives_lock and result.sent:
+            if not output.drives_lock:
+                panel_results.append(result)
+            elif result.sent:
                 self.stats.pulses += 1
                 self.stats.pulse_latencies.append(self.clock.monotonic() - verdict.first_seen)
-            results.append(result)
-        panel_results = [r for r in results if r.output != "relay"]
-        if not panel_results:
+        if not panel:
             return
-        sent = all(r.sent for r in panel_results)
-        if sent:
-            self.stats.panel_sends += 1
+        sent = [r.sent for r in panel_results]
+        if any(sent):
             self._last_send = (self.clock.monotonic(), verdict)
+        if all(sent):
+            self.stats.panel_sends += 1
         else:
             self.stats.panel_failures += 1
             log.error("grant for %s not sent to the panel: %s", verdict.person, "; ".join(f"{r.output}: {r.detail}" for r in panel_results if not r.sent))
+        how = "sent to panel" if all(sent) else "partly sent to panel" if any(sent) else "NOT sent to panel"
         words = "; ".join(f"{r.output} {r.detail}" for r in panel_results)
         self._record_panel(
-            verdict.person, sent, f"{'sent to panel' if sent else 'NOT sent to panel'}: {words}",
+            verdict.person, any(sent), f"{how}: {words}",
             {"door_event": "panel-send", "grant_event": event_id, "card": None if card is None else str(card),
              "outputs": {r.output: {"sent": r.sent, "detail": r.detail} for r in panel_results}},
         )
