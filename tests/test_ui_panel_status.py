@@ -64,3 +64,41 @@ async def _sets_card(home: Path, detector, embedder) -> None:
     with app.kiosk.sessions() as session:
         actors = session.execute(select(AdminAction.actor, AdminAction.subject).where(AdminAction.action == "card")).all()
     assert [(a, s) for a, s in actors] == [(app.actor, first)] and app.actor != "cli"
+
+
+class PanelAnsweringDoor:
+    """Plays the door service after a card read: the panel's answer arrives as a decision."""
+
+    def __init__(self, granted: bool) -> None:
+        from kiosk.door.status import PANEL_GRANTED, PANEL_REFUSED
+
+        self.reason = PANEL_GRANTED if granted else PANEL_REFUSED
+        self.granted = granted
+        self.listeners: list = []
+
+    def add_listener(self, callback) -> None:
+        self.listeners.append(callback)
+
+    def status(self):
+        return DoorStatus("front", "closed", "ok", 15.0, "face", 1, 0.8, NOW.timestamp(), 4242, panel="osdp: secure channel up")
+
+    def run(self, stop) -> None:
+        from kiosk.door.status import DoorDecision
+
+        for listener in self.listeners:
+            listener(DoorDecision(NOW, "Ada", 0.97, self.granted, self.reason, 1))
+        stop.wait()
+
+
+def test_the_door_display_shows_the_panels_answer() -> None:
+    from kiosk.ui.door_display import DoorDisplayApp
+
+    async def shows(granted: bool, text: str) -> None:
+        app = DoorDisplayApp(PanelAnsweringDoor(granted), greet_seconds=60)
+        async with app.run_test(size=(80, 24)) as pilot:
+            message = app.query_one("#message", Static)
+            await wait_until(pilot, lambda: text in str(message.render()), what=text)
+            assert message.has_class("granted" if granted else "refused")
+
+    asyncio.run(shows(True, "Welcome"))
+    asyncio.run(shows(False, "Access refused by the panel"))

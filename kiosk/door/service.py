@@ -43,7 +43,7 @@ from kiosk.door.frame_loop import DoorLoop, FrameResult, StageTimes
 from kiosk.door.relay import DoorRelay
 from kiosk.door.outputs import DoorOutput, PanelNotice, RelayOutput, SendResult
 from kiosk.door.service_notify import ServiceNotifier
-from kiosk.door.status import DoorDecision, DoorStatus, write_status
+from kiosk.door.status import PANEL_GRANTED, PANEL_REFUSED, DoorDecision, DoorStatus, write_status
 from kiosk.door.threshold_override import threshold_in_force
 from kiosk.errors import KioskError
 from kiosk.recognition.base import Recogniser
@@ -343,11 +343,11 @@ class DoorService:
             recent = self._last_send
             verdict = recent[1] if recent and self.clock.monotonic() - recent[0] <= PANEL_ANSWER_SECONDS else None
             person = verdict.person if verdict else None
-            answer = "granted" if notice.granted else "refused"
-            self._record_panel(person, bool(notice.granted), f"{answer} by the panel ({notice.output} {notice.detail})",
-                               {"door_event": "panel-answer", "output": notice.output, "answer": answer})
+            answer = PANEL_GRANTED if notice.granted else PANEL_REFUSED
+            self._record_panel(person, bool(notice.granted), f"{answer} ({notice.output} {notice.detail})",
+                               {"door_event": "panel-answer", "output": notice.output, "answer": answer.split()[0]})
             decision = DoorDecision(notice.time, person, verdict.probability if verdict else 0.0, bool(notice.granted),
-                                    f"{answer} by the panel", verdict.track_id if verdict else None)
+                                    answer, verdict.track_id if verdict else None)
             self._tell(decision)
 
     def _record_panel(self, person: str | None, granted: bool, reason: str, details: dict[str, object]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 STATUS_FILE = "status.json"
 FRESH_SECONDS = 5.0  # the service writes its status about once a second
+PANEL_GRANTED, PANEL_REFUSED = "granted by the panel", "refused by the panel"  # an access panel's answer (issue 16)
 
 
 @dataclass(frozen=True)
