@@ -32,6 +32,8 @@ class _MasterChannel(osdp.Channel):
         super().__init__()
         self.fd = fd
         os.set_blocking(fd, False)
+        self.flush()  # a panel that starts afresh does not read replies meant for the one before it
+
 
     def read(self, max_bytes: int) -> bytes:
         try:
@@ -46,7 +48,8 @@ class _MasterChannel(osdp.Channel):
             return 0
 
     def flush(self) -> None:
-        pass
+        while self.read(4096):
+            pass
 
 
 class TestPanel:
