@@ -56,8 +56,8 @@ class TimedOutput:
 
 def osdp_latency(people: int, rounds: int) -> None:
     from osdp import Event, KeyStore
-
     from osdp_panel import TestPanel, pty_pair
+
     from kiosk.config import CameraConfig, DoorHardwareConfig, OsdpConfig, PolicyConfig
     from kiosk.door.osdp_reader import OsdpReader, SerialChannel
     from kiosk.door.relay import build_relay

@@ -6,16 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import DEV, photos, run_kiosk
 from sqlalchemy import select
 
-from conftest import DEV, photos, run_kiosk
 from db.audit_chain import verify_all
 from db.models import AdminAction, Credential, Person
-from kiosk.storage.credentials import Card, assign_free_card, card_for, parse_card, set_card
 from kiosk.admin.enrolment import remove_identity
 from kiosk.config import CredentialsConfig, Settings
 from kiosk.context import KioskContext
 from kiosk.errors import KioskError
+from kiosk.storage.credentials import Card, assign_free_card, card_for, parse_card, set_card
 
 
 @pytest.fixture()

@@ -9,12 +9,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from osdp import KeyStore
-
 from conftest import STRANGERS, copy_home, dev_people, make_settings, photos
+from osdp import KeyStore
 from osdp_panel import TestPanel, card_bits, pty_pair
 from test_door_service import events, replay_dir
 from test_wiegand import decode
+
 from kiosk.config import CameraConfig, DetectionConfig, DoorHardwareConfig, ModelPaths, OsdpConfig, PolicyConfig, WiegandConfig
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from osdp import CardFormat, KeyStore
-
 from osdp_panel import TestPanel, card_bits, pty_pair
+
 from kiosk.config import OsdpConfig
-from kiosk.door.osdp_reader import OsdpReader, SerialChannel, build_osdp, load_scbk
+from kiosk.door.osdp_reader import OsdpReader, SerialChannel, load_scbk
 from kiosk.door.outputs import PanelNotice
 from kiosk.door.wiegand import frame_bits
 from kiosk.errors import ConfigError
@@ -59,7 +59,7 @@ class Bench:
 
     def link_up(self) -> None:
         """Wait for the link to come up; a slow handshake on a loaded machine may be called refused first."""
-        while not (got := self.notice("link")).granted:
+        while not self.notice("link").granted:
             pass
 
     def notice(self, kind: str) -> PanelNotice:

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from osdp import KeyStore
-
 from osdp_panel import pty_pair
+
 from db.models import Person
 from kiosk.admin.diagnostics import check_panel
 from kiosk.config import DoorHardwareConfig, OsdpConfig, Settings, WiegandConfig

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from textual.widgets import Static
-
 from conftest import copy_home
-from kiosk.door.status import DoorStatus, write_status
+from textual.widgets import Static
 from ui_home import NOW, admin_app, base_home, sign_in, wait_until
+
+from kiosk.door.status import DoorStatus, write_status
 
 
 def test_door_screen_shows_a_lost_panel_link(tmp_path_factory, tmp_path: Path, detector, embedder) -> None:

@@ -29,9 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import osdp
-from osdp import (
-    Capability, CardFormat, Command, CommandLEDColor, Event, LibFlag, LogLevel, PDCapabilities, PDInfo, PeripheralDevice,
-)
+from osdp import Capability, CardFormat, Command, CommandLEDColor, Event, LibFlag, LogLevel, PDCapabilities, PDInfo, PeripheralDevice
 
 from kiosk.config import OsdpConfig
 from kiosk.door.outputs import DoorOutput, NoticeCallback, PanelNotice, SendResult, notice

@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Literal
 
 from db.models import utcnow
-from kiosk.storage.credentials import Card
 from kiosk.door.relay import DoorRelay
+from kiosk.storage.credentials import Card
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kiosk.storage.credentials import Card
 from kiosk.config import WiegandConfig
 from kiosk.door.gpio_board import GpioBoard, OutputLine
 from kiosk.door.outputs import DoorOutput, SendResult
 from kiosk.errors import KioskError
+from kiosk.storage.credentials import Card
 
 Clock = Callable[[], float]
 WaitUntil = Callable[[float], None]
