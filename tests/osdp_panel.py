@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pty
 import queue
+import time
 import tty
 from typing import Any
 
@@ -58,8 +59,10 @@ class TestPanel:
     __test__ = False
 
     def __init__(self, master_fd: int, address: int, scbk: bytes | None):
-        flags = [LibFlag.EnforceSecure] if scbk is not None else []
+        # notifications: the CP's own view of the link arrives as events, so a test can wait for it
+        flags = [LibFlag.EnableNotification] + ([LibFlag.EnforceSecure] if scbk is not None else [])
         self.address = address
+        self.needs_secure = scbk is not None
         self.done: queue.Queue[tuple[int, int]] = queue.Queue()
         self.cp = ControlPanel(
             [PDInfo(address, _MasterChannel(master_fd), scbk=scbk, flags=flags)], log_level=LogLevel.Error,
@@ -77,8 +80,16 @@ class TestPanel:
     def secure(self) -> bool:
         return self.cp.is_sc_active(self.address)
 
+    def wait_ready(self, timeout: float) -> None:
+        """Until the CP itself has the PD online (and secure): the PD may see it a moment before."""
+        deadline = time.monotonic() + timeout
+        while not (self.cp.is_online(self.address) and (self.secure() or not self.needs_secure)):
+            if self.cp.get_event(self.address, timeout=max(0.0, deadline - time.monotonic())) is None:
+                raise TimeoutError("the CP never had the PD online")
+
     def _submit(self, command: dict[str, Any], timeout: float) -> None:
         """Send a command and wait until the PD acknowledged it (or fail loudly)."""
+        self.wait_ready(timeout)
         if not self.cp.submit_command(self.address, command):
             raise RuntimeError(f"the CP would not queue {command}")
         kind, status = self.done.get(timeout=timeout)

@@ -58,7 +58,7 @@ def test_a_recognised_face_reaches_the_panel_and_the_panel_answers_on_the_displa
     home = copy_home(enrolled_dev[0], tmp_path / "home")
     carded, uncarded = dev_people()[0], dev_people()[1]
     stranger = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[0]
-    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, outputs=["osdp", "wiegand"])
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, outputs=["osdp", "wiegand"])
     settings = make_settings(
         home, door_hardware=hardware, wiegand=WiegandConfig(d0_pin=D0, d1_pin=D1),
         policy=PolicyConfig(window_frames=3, min_frames=2, track_max_missed=1),
