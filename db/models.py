@@ -279,3 +279,24 @@ class SiteArtifact(Base):
     training_run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"), primary_key=True)
     path: Mapped[str] = mapped_column(String(500), primary_key=True)
     content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# --- access-panel credentials (issue 16) ---------------------------------------------------
+
+
+class Credential(Base):
+    """The card number a person's face stands for when the kiosk is a reader on an access panel.
+
+    ``card`` is the canonical text ("FACILITY:NUMBER", or "NUMBER" for a raw number) and is what
+    makes a credential unique per site; ``facility`` is None for a raw number. Deleted with the
+    person (the foreign key cascades).
+    """
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), unique=True)
+    card: Mapped[str] = mapped_column(String(40), unique=True)
+    facility: Mapped[int | None] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -243,6 +243,19 @@ class DoorHardwareConfig(Section):
         "up", description="Internal pull resistor on the contact and exit inputs (Jetson: use external resistors)."
     )
     bounce_seconds: float = Field(0.05, ge=0.0, description="Debounce time for the contact and exit inputs.")
+    outputs: list[Literal["relay", "osdp", "wiegand"]] = Field(
+        ["relay"],
+        description="What a grant does: relay = pulse the kiosk's own lock relay; osdp / wiegand = send the "
+        "person's card number to the site's access panel, which decides and drives the lock (see [osdp], "
+        "[wiegand]); one or several.",
+    )
+
+    @field_validator("outputs")
+    @classmethod
+    def _some_outputs(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("list one or more of relay, osdp, wiegand, each once")
+        return value
 
     @field_validator("relay_pin", "contact_pin", "exit_pin", mode="before")
     @classmethod
@@ -345,6 +358,76 @@ class AdminConfig(Section):
     )
 
 
+# --- access panels (issue 16): credentials, OSDP and Wiegand outputs -------------------------
+
+CardFormat = Literal[26, 34]
+
+
+class CredentialsConfig(Section):
+    free_facility: int | None = Field(
+        None, ge=0, le=65535,
+        description="Facility code of the free range people without a card get their number from; unset with "
+        "free_first = raw numbers.",
+    )
+    free_first: int | None = Field(
+        None, ge=0, description="First number of the free range; unset: nobody is given a number automatically."
+    )
+    free_last: int | None = Field(None, ge=0, description="Last number of the free range (inclusive).")
+
+    @model_validator(mode="after")
+    def _range(self) -> "CredentialsConfig":
+        if (self.free_first is None) != (self.free_last is None):
+            raise ValueError("set both free_first and free_last, or neither")
+        if self.free_first is not None and self.free_last is not None and self.free_first > self.free_last:
+            raise ValueError(f"free_first {self.free_first} is above free_last {self.free_last}")
+        return self
+
+
+class OsdpConfig(Section):
+    port: str = Field("/dev/ttyUSB0", description="Serial device of the RS-485 adapter (any tty, a pty included).")
+    baud: int = Field(9600, description="Line speed the panel polls at (9600, 19200, 38400, 57600, 115200).")
+    address: int = Field(0, ge=0, le=126, description="This reader's OSDP address on the bus, as set in the panel.")
+    format: CardFormat = Field(26, description="Wiegand bits sent in each card read: 26 (H10301) or 34.")
+    secure_channel: bool = Field(
+        True, description="Require OSDP's secure channel; off only for a panel that cannot do it."
+    )
+    key_file: Path | None = Field(
+        None,
+        description="File holding the 16-byte secure channel base key (SCBK) as 32 hex digits; owner-only and "
+        "outside the data directory. Required while secure_channel is on.",
+    )
+    output_drives_relay: bool = Field(
+        False,
+        description="Let the panel's OSDP output commands pulse the kiosk's own lock relay (a site that wires the "
+        "lock to the kiosk); off: they are ignored.",
+    )
+    link_timeout_seconds: float = Field(
+        3.0, gt=0.0, description="A secure channel not set up this long after the panel starts polling is logged as refused."
+    )
+
+
+class WiegandConfig(Section):
+    d0_pin: PinSpec = Field(23, description="GPIO driving the panel's DATA0 (D0) line, through a level shifter.")
+    d1_pin: PinSpec = Field(24, description="GPIO driving the panel's DATA1 (D1) line, through a level shifter.")
+    format: CardFormat = Field(26, description="Frame length: 26 (H10301) or 34 bits.")
+    pulse_us: int = Field(50, ge=20, le=500, description="Width of each bit's low pulse, microseconds.")
+    interval_us: int = Field(2000, ge=200, le=20000, description="From one bit's start to the next bit's start, microseconds.")
+
+    @field_validator("d0_pin", "d1_pin", mode="before")
+    @classmethod
+    def _numeric_pin(cls, value: Any) -> Any:
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    @model_validator(mode="after")
+    def _pulse_inside_interval(self) -> "WiegandConfig":
+        if self.pulse_us * 2 > self.interval_us:
+            raise ValueError(f"pulse_us {self.pulse_us} must be at most half of interval_us {self.interval_us}")
+        return self
+
+
+# --- end of access panels ------------------------------------------------------------------
+
+
 class Settings(BaseSettings):
     """Everything the kiosk reads at start-up."""
 
@@ -369,6 +452,9 @@ class Settings(BaseSettings):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     site: SiteConfig = Field(default_factory=SiteConfig)
+    credentials: CredentialsConfig = Field(default_factory=CredentialsConfig)  # access panels (issue 16)
+    osdp: OsdpConfig = Field(default_factory=OsdpConfig)
+    wiegand: WiegandConfig = Field(default_factory=WiegandConfig)
 
     @classmethod
     def settings_customise_sources(

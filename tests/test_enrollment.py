@@ -88,7 +88,7 @@ def test_bad_input_is_reported_by_name_and_nothing_stored_is_lost(tmp_path: Path
     assert summary["stored"] == 1 and summary["failed"] == len(expected) + 1
 
     listed = json.loads(run_kiosk(["identities", "--json"], home).stdout)
-    assert listed == [{"name": "Tiger", "samples": 3, "valid_from": None, "valid_until": None}]
+    assert listed == [{"name": "Tiger", "samples": 3, "valid_from": None, "valid_until": None, "card": None}]
     assert len(list((home / "crops").rglob("*.png"))) == 3
 
 

@@ -53,6 +53,7 @@ def run_checks(ctx: KioskContext, config_file: Path | None = None) -> list[Findi
         ("recogniser", lambda: check_recogniser(ctx)),
         ("clip", lambda: check_clip(ctx)),
         ("gpio", lambda: check_gpio(ctx, service)),
+        ("panel", lambda: check_panel(ctx, service)),
     ]
     settings = ctx.settings
     source = f"config file {config_file}" if config_file else "no config file (defaults and KIOSK_* environment)"
@@ -295,6 +296,89 @@ def check_gpio(ctx: KioskContext, service: DoorStatus | None, gpio_dev: Path | N
                     findings.append(Finding("door contact", "ok", f"pin {hw.contact_pin} reads the door {'open' if sensors.door_open else 'closed'}"))
                 if hw.exit_pin is not None:
                     findings.append(Finding("exit button", "ok", f"pin {hw.exit_pin} claimed"))
+    return findings
+
+
+# --- access panel (issue 16) -----------------------------------------------------------------
+
+
+def check_panel(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
+    """OSDP / Wiegand outputs: the running service's link, else the key, the port, the lines; and the cards."""
+    from sqlalchemy import select
+
+    from db.models import Person
+    from kiosk.storage.credentials import all_cards, parse_card
+
+    settings = ctx.settings
+    panel = [o for o in settings.door_hardware.outputs if o != "relay"]
+    if not panel:
+        return []
+    findings: list[Finding] = []
+    if service is not None:
+        bad = any(word in service.panel for word in ("lost", "refused", "waiting"))
+        findings.append(Finding("panel link", "fail" if bad else "ok", service.panel or "the running service reports no panel output",
+                                "check the RS-485 wiring (A/B, common ground), the reader address and key set in the panel, "
+                                "and that the panel polls this port" if bad else ""))
+    else:
+        findings += _panel_hardware(ctx, panel)
+    with ctx.sessions() as session:
+        people = list(session.scalars(select(Person.name)))
+    cards = all_cards(ctx.sessions)
+    missing = [name for name in people if name not in cards]
+    card_findings: list[Finding] = []
+    if missing:
+        card_findings.append(Finding(
+            "cards", "warn",
+            f"{len(missing)} of {len(people)} people have no card number ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): their grants are not sent",
+            "kiosk identities card NAME FACILITY:NUMBER (their existing card), or --free with a [credentials] free range",
+        ))
+    formats = {name: getattr(settings, name).format for name in panel}
+    for person, text in sorted(cards.items()):
+        for output, length in formats.items():
+            try:
+                parse_card(text).data_bits(length)
+            except KioskError as exc:
+                card_findings.append(Finding("cards", "fail", f"{person}: {exc} ({output}.format)", "give them a card that fits, or change the format in the panel and here"))
+    if not card_findings:
+        card_findings.append(Finding("cards", "ok", f"all {len(people)} people have a card number that fits {', '.join(f'{o} {n}-bit' for o, n in formats.items())}"))
+    return findings + card_findings
+
+
+def _panel_hardware(ctx: KioskContext, panel: list[str]) -> list[Finding]:
+    """With no service running: the OSDP key and port, and the Wiegand lines, claimed and released."""
+    settings = ctx.settings
+    findings: list[Finding] = []
+    if "osdp" in panel:
+        from kiosk.door.osdp_reader import SerialChannel, load_scbk
+
+        config = settings.osdp
+        if config.secure_channel:
+            try:
+                load_scbk(config.key_file, settings.home)
+                findings.append(Finding("osdp key", "ok", f"secure channel key {config.key_file} is private and outside the data directory"))
+            except KioskError as exc:
+                findings.append(Finding("osdp key", "fail", str(exc), "write the panel's SCBK as 32 hex digits to a file outside the data directory, chmod 600"))
+        else:
+            findings.append(Finding("osdp key", "warn", "secure channel is off: card numbers cross the bus in clear", "set osdp.secure_channel = true and a key_file"))
+        with _claimed(SerialChannel, config.port, config.baud) as channel:
+            if isinstance(channel, Exception):
+                findings.append(Finding("osdp port", "fail", _one_line(channel), "check osdp.port names the RS-485 adapter and the service user is in the dialout group"))
+            else:
+                findings.append(Finding("osdp port", "ok", f"{config.port} opens at {config.baud} baud; reader address {config.address}, {config.format}-bit card reads"))
+    if "wiegand" in panel:
+        from kiosk.door.gpio_board import open_board
+        from kiosk.door.wiegand import build_wiegand
+
+        try:
+            board = open_board(settings.door_hardware)
+        except KioskError as exc:
+            return [*findings, Finding("wiegand", "fail", str(exc), "set door_hardware.pin_factory to a backend this board has")]
+        w = settings.wiegand
+        with _claimed(build_wiegand, w, board) as output:
+            if isinstance(output, Exception):
+                findings.append(Finding("wiegand", "fail", _one_line(output), "check wiegand.d0_pin / d1_pin against the wiring"))
+            else:
+                findings.append(Finding("wiegand", "ok", f"D0 pin {w.d0_pin}, D1 pin {w.d1_pin} claimed, idle high; {w.format}-bit, {w.pulse_us} us pulses every {w.interval_us} us"))
     return findings
 
 

@@ -8,6 +8,7 @@ stop; the relay's own handler closes it first).
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections import Counter
@@ -16,8 +17,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
+    from kiosk.config import Settings
     from kiosk.context import KioskContext
+    from kiosk.door.gpio_board import GpioBoard
+    from kiosk.door.outputs import DoorOutput
     from kiosk.door.relay import DoorRelay
     from kiosk.door.service import DoorService
     from kiosk.site.link import SiteLink
@@ -40,10 +46,13 @@ class Door:
     relay: DoorRelay
     tally: Counter[str] = field(default_factory=Counter)
     site: SiteLink | None = None  # a door of a site: replica follower and event uploader
+    outputs: list[DoorOutput] = field(default_factory=list)
 
     def shutdown(self) -> None:
         if self.site is not None:
             self.site.stop()
+        for output in self.outputs:
+            output.close()
         self.relay.shutdown()
 
 
@@ -67,15 +76,20 @@ def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
     hardware = settings.door_hardware
     board = open_board(hardware)
     relay = build_relay(hardware, board)
+    outputs: list[DoorOutput] = []
     try:
+        outputs = build_outputs(settings, relay, board)
         needs_sensors = hardware.contact_pin is not None or hardware.exit_pin is not None
         service = build_door_service(
             kiosk,
             camera=ResilientCamera(source, camera_config),
             relay=relay,
             sensors=(lambda on_event: build_sensors(hardware, relay, on_event, board)) if needs_sensors else None,
+            outputs=outputs,
         )
     except BaseException:
+        for output in outputs:
+            output.close()
         relay.shutdown()
         if site is not None:
             site.stop()
@@ -83,7 +97,7 @@ def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
     if site is not None:
         service.add_listener(site.wake)
         site.start()
-    return Door(service, relay, site=site)
+    return Door(service, relay, site=site, outputs=outputs)
 
 
 def _join_site(kiosk: KioskContext) -> SiteLink | None:
@@ -95,6 +109,32 @@ def _join_site(kiosk: KioskContext) -> SiteLink | None:
     link = SiteLink(kiosk.settings, kiosk.sessions)
     link.catch_up()
     return link
+
+
+def build_outputs(settings: Settings, relay: DoorRelay, board: GpioBoard) -> list[DoorOutput]:
+    """The outputs `door_hardware.outputs` names (the relay output only when listed); on a failure
+    the ones already built are closed."""
+    from kiosk.door.outputs import RelayOutput
+
+    outputs: list[DoorOutput] = []
+    try:
+        for name in settings.door_hardware.outputs:
+            if name == "relay":
+                outputs.append(RelayOutput(relay, settings.door_hardware.pulse_seconds))
+            elif name == "wiegand":
+                from kiosk.door.wiegand import build_wiegand
+
+                outputs.append(build_wiegand(settings.wiegand, board))
+            else:
+                from kiosk.door.osdp_reader import build_osdp
+
+                outputs.append(build_osdp(settings, relay))
+    except BaseException:
+        for output in outputs:
+            output.close()
+        raise
+    log.info("door outputs: %s", ", ".join(o.name for o in outputs))
+    return outputs
 
 
 def run_door(door: Door, stop: threading.Event) -> None:

@@ -40,13 +40,15 @@ from kiosk.door.access_log import AccessLog, EventDraft
 from kiosk.door.decision_policy import DecisionPolicy, Verdict, load_access_rules
 from kiosk.door.frame_handover import FrameHandover
 from kiosk.door.frame_loop import DoorLoop, FrameResult, StageTimes
+from kiosk.door.outputs import DoorOutput, PanelNotice, RelayOutput, SendResult
 from kiosk.door.relay import DoorRelay
 from kiosk.door.service_notify import ServiceNotifier
-from kiosk.door.status import DoorDecision, DoorStatus, write_status
+from kiosk.door.status import PANEL_GRANTED, PANEL_REFUSED, DoorDecision, DoorStatus, write_status
 from kiosk.door.threshold_override import threshold_in_force
 from kiosk.errors import KioskError
 from kiosk.recognition.base import Recogniser
 from kiosk.recognition.selection import Selection
+from kiosk.storage.credentials import Card, card_for
 from kiosk.storage.crop_store import CropStore
 from kiosk.storage.thumbnails import save_thumbnail
 from kiosk.vision.camera import Frame, ResilientCamera
@@ -64,6 +66,7 @@ Listener = Callable[[DoorDecision], None]
 SensorsFactory = Callable[["EventCallback"], "DoorSensors"]
 STATUS_EVERY = 1.0
 STORED_DOOR_EVENTS = frozenset({"forced", "held-open", "exit-request"})
+PANEL_ANSWER_SECONDS = 10.0  # a panel's LED/buzzer answer this soon after a send is about that grant
 
 
 @dataclass
@@ -82,6 +85,8 @@ class DoorStats:
     reloads: int = 0
     reload_failures: int = 0
     pulse_latencies: list[float] = field(default_factory=list)  # first frame of the track -> relay pulse, s
+    panel_sends: int = 0  # grants whose card went to every panel output
+    panel_failures: int = 0  # grants whose card could not be sent to a panel output
     event_ids: list[int] = field(default_factory=list)
 
 
@@ -99,10 +104,16 @@ class DoorService:
         loader: Callable[[], Selection] | None = None,
         sensors: SensorsFactory | None = None,
         notifier: ServiceNotifier | None = None,
+        outputs: list[DoorOutput] | None = None,
     ):
         self.settings = settings
         self.camera = camera
         self.relay = relay
+        self.outputs = outputs if outputs is not None else [RelayOutput(relay, settings.door_hardware.pulse_seconds)]
+        self._notices: queue.SimpleQueue[PanelNotice] = queue.SimpleQueue()
+        self._last_send: tuple[float, Verdict] | None = None  # (monotonic time, grant) of the last card sent
+        for output in self.outputs:
+            output.listen(self._notices.put)
         self.sessions = sessions
         self.clock = clock
         self._selection = selection
@@ -154,6 +165,7 @@ class DoorService:
             updated=time.time(),
             pid=os.getpid(),
             stopped=stopped,
+            panel="; ".join(f"{o.name}: {o.link()}" for o in self.outputs if not o.drives_lock),
         )
 
     # --- the loop ---------------------------------------------------------------------------
@@ -167,6 +179,8 @@ class DoorService:
         watcher_stop = threading.Event()
         stopped_cleanly = False
         try:
+            for output in self.outputs:
+                output.start()
             if self._sensors_factory is not None:
                 self._sensors = self._sensors_factory(self._door_events.put)
             if self._loader is not None:
@@ -260,14 +274,92 @@ class DoorService:
             self.stats.events += 1
             self.stats.event_ids.append(event_id)
             if granted:
-                self.relay.pulse(self.settings.door_hardware.pulse_seconds)
-                self.stats.pulses += 1
-                self.stats.pulse_latencies.append(self.clock.monotonic() - verdict.first_seen)
+                self._open(verdict, event_id)
         if granted:
             self.stats.grants += 1
         else:
             self.stats.refusals += 1
         decision = DoorDecision(draft.time, verdict.person, verdict.probability, granted, reason, verdict.track_id, verdict.tailgating)
+        self._tell(decision)
+
+    # --- outputs: the relay and the access panel (issue 16) --------------------------------------
+
+    def _open(self, verdict: Verdict, event_id: int) -> None:
+        """Act on a stored grant through every output; what the panel outputs did is one more event."""
+        panel = [o for o in self.outputs if not o.drives_lock]
+        card: Card | None = None
+        lookup_error = ""
+        if panel and verdict.person is not None:
+            try:
+                card = card_for(self.sessions, verdict.person)
+            except SQLAlchemyError as exc:
+                lookup_error = f"card number could not be read: {exc}"
+        panel_results: list[SendResult] = []
+        for output in self.outputs:
+            if not output.drives_lock and lookup_error:
+                panel_results.append(SendResult(output.name, False, lookup_error))
+                continue
+            try:
+                result = output.grant(verdict.person, card)
+            except Exception as exc:  # a panel output that broke: recorded, the others still act
+                if output.drives_lock:
+                    raise  # the relay fails as it always did
+                log.exception("door output %s failed", output.name)
+                result = SendResult(output.name, False, f"failed: {exc}")
+            if not output.drives_lock:
+                panel_results.append(result)
+            elif result.sent:
+                self.stats.pulses += 1
+                self.stats.pulse_latencies.append(self.clock.monotonic() - verdict.first_seen)
+        if not panel:
+            return
+        sent = [r.sent for r in panel_results]
+        if any(sent):
+            self._last_send = (self.clock.monotonic(), verdict)
+        if all(sent):
+            self.stats.panel_sends += 1
+        else:
+            self.stats.panel_failures += 1
+            log.error("grant for %s not sent to the panel: %s", verdict.person, "; ".join(f"{r.output}: {r.detail}" for r in panel_results if not r.sent))
+        how = "sent to panel" if all(sent) else "partly sent to panel" if any(sent) else "NOT sent to panel"
+        words = "; ".join(f"{r.output} {r.detail}" for r in panel_results)
+        self._record_panel(
+            verdict.person, any(sent), f"{how}: {words}",
+            {"door_event": "panel-send", "grant_event": event_id, "card": None if card is None else str(card),
+             "outputs": {r.output: {"sent": r.sent, "detail": r.detail} for r in panel_results}},
+        )
+
+    def _store_panel_notices(self) -> None:
+        """The panel's answers (LED/buzzer) and link changes: stored, and answers shown on the display."""
+        while True:
+            try:
+                notice = self._notices.get_nowait()
+            except queue.Empty:
+                return
+            if notice.kind == "link":
+                self._record_panel(None, bool(notice.granted), f"panel link {'up' if notice.granted else 'lost'}: {notice.output} {notice.detail}",
+                                   {"door_event": "panel-link", "output": notice.output, "up": notice.granted})
+                continue
+            recent = self._last_send
+            verdict = recent[1] if recent and self.clock.monotonic() - recent[0] <= PANEL_ANSWER_SECONDS else None
+            person = verdict.person if verdict else None
+            answer = PANEL_GRANTED if notice.granted else PANEL_REFUSED
+            self._record_panel(person, bool(notice.granted), f"{answer} ({notice.output} {notice.detail})",
+                               {"door_event": "panel-answer", "output": notice.output, "answer": answer.split()[0]})
+            decision = DoorDecision(notice.time, person, verdict.probability if verdict else 0.0, bool(notice.granted),
+                                    answer, verdict.track_id if verdict else None)
+            self._tell(decision)
+
+    def _record_panel(self, person: str | None, granted: bool, reason: str, details: dict[str, object]) -> None:
+        draft = EventDraft(time=self.clock.now(), person=person, granted=granted, probability=None, reason=reason, details=details)
+        try:
+            self.stats.event_ids.append(self.access_log.record(draft))
+            self.stats.events += 1
+        except (SQLAlchemyError, OSError) as exc:
+            self.stats.store_failures += 1
+            log.error("panel event could not be stored (%s): %s", reason, exc)
+
+    def _tell(self, decision: DoorDecision) -> None:
         for listener in self._listeners:
             try:
                 listener(decision)
@@ -276,6 +368,7 @@ class DoorService:
 
     def _store_door_events(self) -> None:
         """Alarms and exit requests from the door sensors, written from the loop's thread."""
+        self._store_panel_notices()
         while True:
             try:
                 event = self._door_events.get_nowait()
@@ -381,6 +474,7 @@ def build_door_service(
     detector: FaceDetector | None = None,
     sensors: SensorsFactory | None = None,
     notifier: ServiceNotifier | None = None,
+    outputs: list[DoorOutput] | None = None,
 ) -> DoorService:
     """The door service from a context's settings, database and models, and the given hardware.
 
@@ -406,4 +500,5 @@ def build_door_service(
         loader=lambda: load_recogniser(ctx),
         sensors=sensors,
         notifier=notifier,
+        outputs=outputs,
     )

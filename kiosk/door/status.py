@@ -18,6 +18,7 @@ from pathlib import Path
 
 STATUS_FILE = "status.json"
 FRESH_SECONDS = 5.0  # the service writes its status about once a second
+PANEL_GRANTED, PANEL_REFUSED = "granted by the panel", "refused by the panel"  # an access panel's answer (issue 16)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class DoorStatus:
     updated: float  # time.time() when written
     pid: int
     stopped: bool = False  # the service's last write when it stopped cleanly
+    panel: str = ""  # access-panel outputs' link state ("osdp: secure channel up"); empty without a panel
 
     def live(self, now: float | None = None, fresh_seconds: float = FRESH_SECONDS) -> bool:
         """Written recently by a service that has not stopped: one that can hand over frames now."""

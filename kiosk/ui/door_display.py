@@ -24,7 +24,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from db.models import utcnow
-from kiosk.door.status import DoorDecision, DoorStatus
+from kiosk.door.status import PANEL_REFUSED, DoorDecision, DoorStatus
 
 GREET_SECONDS = 4.0
 
@@ -113,6 +113,8 @@ class DoorDisplayApp(App[None]):
             self._show(f"Welcome\n\n{d.person}", "granted")
         elif d.tailgating:
             self._show("One person at a time, please", "refused")
+        elif d.reason == PANEL_REFUSED:  # recognised, but the access panel said no
+            self._show("Access refused by the panel", "refused")
         else:
             self._show("Not recognised", "refused")
         if self._back_to_idle is not None:

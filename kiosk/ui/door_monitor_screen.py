@@ -118,11 +118,13 @@ class DoorMonitorScreen(Screen[None]):
             service = f"[green]running[/] (pid {s.pid}, status {age:.0f} s old)"
         camera = s.camera if s.camera == "ok" else f"[red]{s.camera}[/]"
         version = f"v{s.model_version}" if s.model_version is not None else "no model"
-        return "\n".join(
-            [
-                f"Service     {service}",
-                f"Door        {s.door}: {s.door_state}     Camera {camera}, {s.fps:.1f} fps",
-                f"Recogniser  {s.recogniser} {version}     (registry: {view.model} in force)",
-                f"Threshold   {s.threshold:.3f} applied by the door; set: {view.threshold}",
-            ]
-        )
+        lines = [
+            f"Service     {service}",
+            f"Door        {s.door}: {s.door_state}     Camera {camera}, {s.fps:.1f} fps",
+            f"Recogniser  {s.recogniser} {version}     (registry: {view.model} in force)",
+            f"Threshold   {s.threshold:.3f} applied by the door; set: {view.threshold}",
+        ]
+        if s.panel:  # access-panel outputs (issue 16): a lost or refused link in red
+            bad = any(word in s.panel for word in ("lost", "refused", "waiting"))
+            lines.append(f"Panel       {f'[red]{s.panel}[/]' if bad else s.panel}")
+        return "\n".join(lines)

@@ -70,6 +70,7 @@ class PeopleScreen(Screen[None]):
         Binding("c", "enrol_camera", "Camera"),
         Binding("s", "samples", "Samples"),
         Binding("x,delete", "remove", "Remove"),
+        Binding("k", "card", "Card", show=False),  # access-panel card number (issue 16)
     ]
 
     app: AdminHost
@@ -130,6 +131,12 @@ class PeopleScreen(Screen[None]):
     def action_samples(self) -> None:
         if (name := self.selected()) is not None:
             self.app.push_screen(SamplesScreen(name))
+
+    def action_card(self) -> None:
+        from kiosk.ui.card_screen import CardScreen
+
+        if (name := self.selected()) is not None:
+            self.app.push_screen(CardScreen(name), lambda card: card and self.notify(f"{name}: card {card}"))
 
     def action_remove(self) -> None:
         name = self.selected()

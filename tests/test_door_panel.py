@@ -1,0 +1,132 @@
+"""The door as a reader on an access panel: real photos, real models, a real libosdp panel over a pty,
+Wiegand on gpiozero's mock pins. The kiosk never drives its own lock here; the panel decides."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import STRANGERS, copy_home, dev_people, make_settings, photos
+from osdp import KeyStore
+from osdp_panel import TestPanel, card_bits, pty_pair
+from test_door_service import events, replay_dir
+from test_wiegand import decode
+
+from kiosk.config import CameraConfig, DetectionConfig, DoorHardwareConfig, ModelPaths, OsdpConfig, PolicyConfig, WiegandConfig
+from kiosk.context import KioskContext
+from kiosk.door.gpio_board import open_board
+from kiosk.door.osdp_reader import OsdpReader, SerialChannel
+from kiosk.door.outputs import PanelNotice
+from kiosk.door.relay import build_relay
+from kiosk.door.service import build_door_service
+from kiosk.door.status import DoorDecision, read_status
+from kiosk.door.wiegand import build_wiegand, frame_bits
+from kiosk.storage.credentials import Card, set_card
+from kiosk.vision.camera import Frame, ReplaySource, ResilientCamera
+from kiosk.vision.face_detection import FaceDetector
+
+WAIT = 60.0
+RELAY_PIN, D0, D1 = 17, 23, 24
+
+
+class HeldReplay(ReplaySource):
+    """A replay of a quiet doorway until `go`, then the photos, then quiet again until `release` ends it."""
+
+    def __init__(self, *args, go: threading.Event, release: threading.Event, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.go, self.release = go, release
+
+    @property
+    def exhausted(self) -> bool:
+        return self._next >= self._total and self.release.is_set()
+
+    def read(self) -> Frame | None:
+        return None if self._next >= self._total or not self.go.is_set() else super().read()
+
+
+@pytest.fixture(scope="module")
+def door_detector() -> FaceDetector:
+    from conftest import DETECTOR
+
+    return FaceDetector.from_settings(ModelPaths(detector=DETECTOR), DetectionConfig(pad_fraction=0.0))
+
+
+def test_a_recognised_face_reaches_the_panel_and_the_panel_answers_on_the_display(enrolled_dev, tmp_path: Path, door_detector, embedder, pins) -> None:
+    home = copy_home(enrolled_dev[0], tmp_path / "home")
+    carded, uncarded = dev_people()[0], dev_people()[1]
+    stranger = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[0]
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, outputs=["osdp", "wiegand"])
+    settings = make_settings(
+        home, door_hardware=hardware, wiegand=WiegandConfig(d0_pin=D0, d1_pin=D1),
+        policy=PolicyConfig(window_frames=3, min_frames=2, track_max_missed=1),
+    )
+    ctx = KioskContext(settings)
+    ctx.__dict__["embedder"] = embedder
+    set_card(ctx.sessions, carded.name, Card(12, 345))
+
+    key = KeyStore.gen_key()
+    master, slave, path = pty_pair()
+    board = open_board(hardware)
+    relay = build_relay(hardware, board)
+    reader = OsdpReader(SerialChannel(path, 115200), OsdpConfig(port=path, baud=115200, address=1), key)
+    wiegand = build_wiegand(settings.wiegand, board)
+    for pin in (pins.pin(D0), pins.pin(D1)):
+        pin.clear_states()
+    bases = pins.pin(D0)._last_change, pins.pin(D1)._last_change
+    links: queue.Queue[PanelNotice] = queue.Queue()
+    reader.listen(links.put)
+    panel: TestPanel | None = None
+    try:
+        shown = [(carded.name, f) for f in photos(carded)[12:15]] + [("stranger", photos(stranger)[0])] * 3 + [(uncarded.name, f) for f in photos(uncarded)[12:15]]
+        go, release = threading.Event(), threading.Event()
+        folder = replay_dir(tmp_path, shown)
+        source = HeldReplay(sorted(folder.iterdir()), folder, hold=3, gap=2, go=go, release=release)
+        service = build_door_service(ctx, ResilientCamera(source, CameraConfig(stall_seconds=600)), relay, detector=door_detector, outputs=[reader, wiegand])
+        heard: queue.Queue[DoorDecision] = queue.Queue()
+        service.add_listener(heard.put)
+        runner = threading.Thread(target=service.run, args=(threading.Event(),))
+        reader.start()  # what run() does first; done here so the panel below finds the reader answering
+        panel = TestPanel(master, 1, key)
+        runner.start()
+        try:
+            while not links.get(timeout=WAIT).granted:  # a slow handshake may be called refused before it is up
+                pass
+            go.set()
+            event = panel.card_read(WAIT)
+            assert event is not None and card_bits(event) == frame_bits(Card(12, 345), 26)
+            panel.buzzer(1)
+            panel.led("green")
+            while (decision := heard.get(timeout=WAIT)).reason != "granted by the panel":
+                pass
+            assert decision.granted and decision.person == carded.name
+        finally:
+            release.set()
+            runner.join(timeout=WAIT)
+        assert not runner.is_alive()
+        assert panel.card_read(1.0) is None  # the stranger sent nothing, nor did the person without a card
+        assert "osdp: secure channel up" in read_status(home).panel
+    finally:
+        if panel is not None:
+            panel.close()
+        reader.close()
+        wiegand.close()
+        relay.shutdown()
+        os.close(master)
+        os.close(slave)
+
+    rows = events(home)
+    decisions = [e for e in rows if "door_event" not in e.details]
+    assert [(e.person_name, e.granted) for e in decisions if e.granted] == [(carded.name, True), (uncarded.name, True)]
+    assert any(not e.granted and e.person_name is None for e in decisions)  # the stranger, refused
+    sent = [e for e in rows if e.details.get("door_event") == "panel-send"]
+    assert [(e.person_name, e.granted, e.details["card"]) for e in sent] == [(carded.name, True, "12:345"), (uncarded.name, False, None)]
+    assert sent[0].reason.startswith("sent to panel") and sent[0].details["grant_event"] == decisions[0].id
+    assert sent[1].reason.startswith("NOT sent to panel") and "has no card number" in sent[1].reason
+    answers = [e for e in rows if e.details.get("door_event") == "panel-answer"]
+    assert [(e.person_name, e.granted, e.reason) for e in answers] == [(carded.name, True, "granted by the panel (osdp LED green, 1 beep)")]
+    # the kiosk's own lock never moved; the panel got the same card on the Wiegand lines too
+    assert service.stats.pulses == 0 and all(not s.state for s in pins.pin(RELAY_PIN).states)
+    assert [bit for bit, _, _ in decode(pins.pin(D0), pins.pin(D1), *bases)] == frame_bits(Card(12, 345), 26)
