@@ -146,6 +146,8 @@ class AccessEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     row_hash: Mapped[str | None] = mapped_column(String(64))
+    # issue 14: the track's fused p(live) where a liveness check ran (grants and its refusals)
+    liveness: Mapped[float | None] = mapped_column(Float)
 
 
 class AdminAction(Base):
@@ -186,6 +188,22 @@ class Calibration(Base):
     recogniser: Mapped[str] = mapped_column(String(20))
     method: Mapped[str] = mapped_column(String(50))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    threshold: Mapped[float] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- liveness (issue 14) ---
+
+
+class LivenessCalibration(Base):
+    """A liveness threshold `kiosk calibrate` chose for a target BPCER on this site's live faces."""
+
+    __tablename__ = "liveness_calibrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    detector: Mapped[str] = mapped_column(String(200))  # which models scored (their file digests)
+    target_bpcer: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
