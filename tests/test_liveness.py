@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from conftest import MODELS, SHARED, make_settings, run_kiosk
 from db.models import AccessEvent, AdminAction, LivenessCalibration
-from kiosk.config import CameraConfig, DetectionConfig, DoorConfig, LivenessConfig, ModelPaths, PolicyConfig
+from kiosk.config import CameraConfig, DetectionConfig, DoorHardwareConfig, LivenessConfig, ModelPaths, PolicyConfig
 from kiosk.context import KioskContext
 from kiosk.door.decision_policy import DecisionPolicy, Observation
 from kiosk.liveness.base import ATTACK_REASON, TrackLiveness
@@ -225,7 +225,7 @@ def test_door_refuses_attacks_the_calibrated_check_scores_below_its_threshold(tm
     from kiosk.storage.samples import cached_features, load_samples
     from kiosk.vision.camera import ReplaySource, ResilientCamera
 
-    hardware = DoorConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.05)
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.05)
     settings = make_settings(
         tmp_path / "home",
         # short windows keep the replay short: 2 of 3 frames for recognition and for liveness alike
@@ -362,7 +362,7 @@ async def _never_accuses() -> None:
 
 
 def test_admin_screens_and_audit_export_show_the_liveness_score_and_check() -> None:
-    from kiosk.commands.audit import EVENT_FIELDS
+    from kiosk.storage.audit_query import EVENT_FIELDS
     from kiosk.ui.text import event_reason
 
     assert event_reason(ATTACK_REASON, 0.0312, {"liveness_check": "silent"}) == f"{ATTACK_REASON} (liveness 0.03, silent check)"
