@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 import cv2
 import numpy as np
 import pytest
-
 from conftest import SHARED
+
 from kiosk.config import PolicyConfig
 from kiosk.door.decision_policy import DecisionPolicy, Observation
 from kiosk.liveness.base import ATTACK_REASON

@@ -16,18 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import MODELS, SHARED, make_settings, run_kiosk
 from gpiozero.pins.mock import MockFactory
+from PIL import Image
 from sqlalchemy import select
 
-from conftest import MODELS, SHARED, make_settings, run_kiosk
 from db.models import AccessEvent, AdminAction, LivenessCalibration
 from kiosk.config import CameraConfig, DetectionConfig, DoorHardwareConfig, LivenessConfig, ModelPaths, PolicyConfig
 from kiosk.context import KioskContext
 from kiosk.door.decision_policy import DecisionPolicy, Observation
 from kiosk.liveness.base import ATTACK_REASON, TrackLiveness
 from kiosk.liveness.gate import LivenessGate
-from kiosk.liveness.setup import load_liveness, liveness_wanted
+from kiosk.liveness.setup import liveness_wanted, load_liveness
 from kiosk.liveness.silent_face import SilentFace
 from kiosk.recognition.base import Candidate, Prediction
 from kiosk.vision.face_detection import Face, FaceDetector, primary_face
@@ -341,10 +341,10 @@ def test_door_display_never_accuses_a_refused_presentation_attack() -> None:
 
 async def _never_accuses() -> None:
     from textual.widgets import Static
+    from ui_home import fixed_clock, wait_until
 
     from kiosk.door.status import DoorDecision
     from kiosk.ui.door_display import DoorDisplayApp
-    from ui_home import fixed_clock, wait_until
 
     door = AnnouncingDoor()
     app = DoorDisplayApp(door, clock=fixed_clock, tz=timezone.utc, greet_seconds=600)

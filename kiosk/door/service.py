@@ -47,7 +47,8 @@ from kiosk.door.threshold_override import threshold_in_force
 from kiosk.errors import KioskError
 from kiosk.liveness.gate import LivenessGate
 from kiosk.liveness.head_turn import HeadTurnCheck
-from kiosk.liveness.setup import LivenessSetup, load_liveness, threshold_in_force as liveness_threshold
+from kiosk.liveness.setup import LivenessSetup, load_liveness
+from kiosk.liveness.setup import threshold_in_force as liveness_threshold
 from kiosk.recognition.base import Recogniser
 from kiosk.recognition.selection import Selection
 from kiosk.storage.crop_store import CropStore
