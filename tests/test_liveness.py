@@ -225,7 +225,7 @@ def test_door_refuses_attacks_the_calibrated_check_scores_below_its_threshold(tm
     from kiosk.storage.samples import cached_features, load_samples
     from kiosk.vision.camera import ReplaySource, ResilientCamera
 
-    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.05)
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, pulse_seconds=0.05)
     settings = make_settings(
         tmp_path / "home",
         # short windows keep the replay short: 2 of 3 frames for recognition and for liveness alike
