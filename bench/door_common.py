@@ -96,3 +96,13 @@ def timing_only_clip(tower, face):
             return [Prediction(self.name, p.model_version, p.top) for p in face.predict(faces, top_k)]
 
     return TimingOnlyClip()
+
+
+def silent_liveness(threads: int):
+    """The Silent-Face check (shared/models) at the models' own threshold, 0.5, K=3 of N=5 (issue 14)."""
+    from kiosk.liveness.setup import LivenessSetup
+    from kiosk.liveness.silent_face import SilentFace
+
+    models = SHARED / "models"
+    detector = SilentFace(models / "minifasnet_v2_2.7_80x80.onnx", models / "minifasnet_v1se_4.0_80x80.onnx", ["CPUExecutionProvider"], threads)
+    return LivenessSetup(detector, "bench", 0.5, "bench")

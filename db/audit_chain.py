@@ -40,9 +40,11 @@ HASHED_FIELDS: dict[type[Any], tuple[str, ...]] = {
     ),
     AdminAction: ("time", "actor", "action", "subject", "details"),
 }
+# Fields added after rows were chained: hashed only when set, so older rows verify unchanged.
+LATER_HASHED: dict[type[Any], tuple[str, ...]] = {AccessEvent: ("liveness",)}  # issue 14
 # Column types fixed up before hashing so the value hashed is the value stored and read back
 # (a numpy float32 probability, a tuple in details, a missing default).
-_FLOATS = {"probability"}
+_FLOATS = {"probability", "liveness"}
 _INTS = {"model_version", "track_id"}
 _BOOLS = {"granted", "tailgating"}
 _PG_LOCK_KEY = 0x6B696F736B  # "kiosk": one advisory lock serialises all chain appends
@@ -96,6 +98,9 @@ def row_content(row: AccessEvent | AdminAction) -> dict[str, Any]:
         if isinstance(value, datetime):
             value = value.astimezone(timezone.utc).isoformat(timespec="microseconds")
         out[name] = value
+    for name in LATER_HASHED.get(type(row), ()):
+        if getattr(row, name) is not None:
+            out[name] = getattr(row, name)
     return out
 
 
@@ -129,7 +134,8 @@ def _before_flush(session: Session, _context: object, _instances: object) -> Non
     for obj in session.dirty:
         if type(obj) in HASHED_FIELDS:
             state = inspect(obj)
-            changed = [f for f in (*HASHED_FIELDS[type(obj)], "prev_hash", "row_hash") if state.attrs[f].history.has_changes()]
+            fields = (*HASHED_FIELDS[type(obj)], *LATER_HASHED.get(type(obj), ()), "prev_hash", "row_hash")
+            changed = [f for f in fields if state.attrs[f].history.has_changes()]
             if changed:
                 raise AuditTamperError(
                     f"{type(obj).__tablename__} row {obj.id} is part of the audit chain; {', '.join(changed)} cannot change"

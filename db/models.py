@@ -159,11 +159,12 @@ class AccessEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     row_hash: Mapped[str | None] = mapped_column(String(64))
+    # issue 14: the track's fused p(live) where a liveness check ran (grants and its refusals)
+    liveness: Mapped[float | None] = mapped_column(Float)
     # Site database only: the event's id at its door, so an upload sent twice is stored once.
     door_event_id: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (UniqueConstraint("door", "door_event_id", name="uq_access_events_door_event"),)
-
 
 class AdminAction(Base):
     """Something an administrator did (enrol, remove, retrain, change a threshold)."""
@@ -203,6 +204,22 @@ class Calibration(Base):
     recogniser: Mapped[str] = mapped_column(String(20))
     method: Mapped[str] = mapped_column(String(50))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    threshold: Mapped[float] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- liveness (issue 14) ---
+
+
+class LivenessCalibration(Base):
+    """A liveness threshold `kiosk calibrate` chose for a target BPCER on this site's live faces."""
+
+    __tablename__ = "liveness_calibrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    detector: Mapped[str] = mapped_column(String(200))  # which models scored (their file digests)
+    target_bpcer: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

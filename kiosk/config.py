@@ -428,6 +428,56 @@ class WiegandConfig(Section):
 # --- end of access panels ------------------------------------------------------------------
 
 
+# --- liveness (issue 14) -------------------------------------------------------------------
+
+
+class LivenessConfig(Section):
+    enabled: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Presentation-attack check before a grant: auto = on whenever both models exist; on = the door "
+        "refuses to start without them; off = recognition alone opens the door (a photo can).",
+    )
+    v2_model: Path = Field(
+        Path("models/minifasnet_v2_2.7_80x80.onnx"),
+        description="Silent-Face MiniFASNetV2 ONNX (fed the face box enlarged 2.7x); relative paths are under home.",
+    )
+    v1se_model: Path = Field(
+        Path("models/minifasnet_v1se_4.0_80x80.onnx"),
+        description="Silent-Face MiniFASNetV1SE ONNX (fed the face box enlarged 4.0x); relative paths are under home.",
+    )
+    threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="p(live) a frame must reach; unset = the threshold the newest `kiosk calibrate` chose for this "
+        "site, else 0.5.",
+    )
+    frames: int = Field(5, ge=1, description="N: the last N scored frames of a face track are considered.")
+    required: int = Field(
+        3, ge=1, description="K: a track is live when K of its last N scored frames reach the threshold."
+    )
+    target_bpcer: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="`kiosk calibrate` sets the threshold refusing this share of the site's live faces (BPCER).",
+    )
+    head_turn: bool = Field(
+        False,
+        description="Active check for high-security doors: the display asks for a small head turn (left or right, "
+        "at random) and the landmarks must move as a 3D head does.",
+    )
+    head_turn_seconds: float = Field(
+        4.0, gt=0.0, description="How long a visit has to show the asked head turn before it is refused."
+    )
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> "LivenessConfig":
+        if self.required > self.frames:
+            raise ValueError(f"required ({self.required}) cannot exceed frames ({self.frames})")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the kiosk reads at start-up."""
 
@@ -455,6 +505,7 @@ class Settings(BaseSettings):
     credentials: CredentialsConfig = Field(default_factory=CredentialsConfig)  # access panels (issue 16)
     osdp: OsdpConfig = Field(default_factory=OsdpConfig)
     wiegand: WiegandConfig = Field(default_factory=WiegandConfig)
+    liveness: LivenessConfig = Field(default_factory=LivenessConfig)  # issue 14
 
     @classmethod
     def settings_customise_sources(
@@ -477,6 +528,11 @@ class Settings(BaseSettings):
             path = getattr(self.models, key)
             if path is not None and not path.is_absolute():
                 object.__setattr__(self.models, key, self.home / path)
+        # --- liveness (issue 14) ---
+        for key in ("v2_model", "v1se_model"):
+            path = getattr(self.liveness, key)
+            if not path.is_absolute():
+                object.__setattr__(self.liveness, key, self.home / path)
         return self
 
     @model_validator(mode="after")

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DETECTOR, EMBEDDER, dev_people, make_settings, photos, run_kiosk
+from conftest import DETECTOR, EMBEDDER, MODELS, dev_people, make_settings, photos, run_kiosk
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.admin.diagnostics import Finding, run_checks
-from kiosk.config import CameraConfig, DoorHardwareConfig
+from kiosk.config import CameraConfig, DoorHardwareConfig, LivenessConfig
 from kiosk.context import KioskContext
 from kiosk.door.status import DoorStatus, write_status
 from kiosk.recognition.face_embedder import FaceEmbedder
@@ -55,6 +55,7 @@ def test_a_healthy_box_passes(trained_home: Path, detector: FaceDetector, embedd
         trained_home,
         camera=CameraConfig(source=str(camera_folder())),
         door_hardware=DoorHardwareConfig(pin_factory="mock", relay_active_high=True, contact_pin=27, input_pull="down"),
+        liveness=LivenessConfig(v2_model=MODELS / "minifasnet_v2_2.7_80x80.onnx", v1se_model=MODELS / "minifasnet_v1se_4.0_80x80.onnx"),
     )
     ctx = KioskContext(settings)
     ctx.__dict__.update(detector=detector, embedder=embedder)

@@ -52,6 +52,7 @@ def run_checks(ctx: KioskContext, config_file: Path | None = None) -> list[Findi
         ("database", lambda: check_database(ctx)),
         ("recogniser", lambda: check_recogniser(ctx)),
         ("clip", lambda: check_clip(ctx)),
+        ("liveness", lambda: check_liveness(ctx)),
         ("gpio", lambda: check_gpio(ctx, service)),
         ("panel", lambda: check_panel(ctx, service)),
     ]
@@ -194,6 +195,33 @@ def check_recogniser(ctx: KioskContext) -> list[Finding]:
     except Exception as exc:
         return [Finding("recogniser", "fail", _one_line(exc), _recogniser_fix(str(exc)))]
     return [Finding("recogniser", "ok", selection.reason)]
+
+
+# --- liveness (issue 14) ---
+
+
+def check_liveness(ctx: KioskContext) -> list[Finding]:
+    """The silent check: off is a warning (a photo opens the door), broken models a failure."""
+    from kiosk.liveness.setup import detector_key, liveness_wanted, load_detector, threshold_in_force
+
+    cfg = ctx.settings.liveness
+    fix = "put the MiniFASNet files at liveness.v2_model and liveness.v1se_model (or set liveness.enabled = \"off\" knowingly)"
+    if not liveness_wanted(ctx.settings):
+        why = "liveness.enabled = off" if cfg.enabled == "off" else f"models not found ({cfg.v2_model}, {cfg.v1se_model})"
+        return [Finding("liveness", "warn", f"off: {why}; a photo of an enrolled person opens the door", fix)]
+    try:
+        detector = load_detector(ctx.settings)
+        scores = detector.score(np.full((480, 640, 3), 128, np.uint8), [np.array([240, 160, 400, 320], np.float32)])
+    except Exception as exc:
+        return [Finding("liveness", "fail", _one_line(exc), fix)]
+    if scores.shape != (1,) or not np.all((scores >= 0) & (scores <= 1)):
+        return [Finding("liveness", "fail", f"{detector.name} gives no usable score", fix)]
+    try:  # a database problem is the database check's to report, not the models'
+        threshold, source = threshold_in_force(ctx.settings, ctx.sessions, detector_key(ctx.settings))
+        where = f"threshold {threshold:.3f} ({source})"
+    except Exception as exc:
+        where = f"threshold not read: {_one_line(exc)}"
+    return [Finding("liveness", "ok", f"{detector.name}, {where} (ran on a test frame)")]
 
 
 def _recogniser_fix(message: str) -> str:

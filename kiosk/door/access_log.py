@@ -39,6 +39,7 @@ class EventDraft:
     tailgating: bool = False
     thumbnail: np.ndarray | None = None  # an aligned face crop (BGR)
     details: dict[str, Any] = field(default_factory=dict)
+    liveness: float | None = None  # the track's fused p(live) (issue 14)
 
 
 class AccessLog:
@@ -69,6 +70,7 @@ class AccessLog:
                     tailgating=draft.tailgating,
                     thumbnail_path=thumb,
                     details=draft.details,
+                    liveness=None if draft.liveness is None else round(float(draft.liveness), 6),
                 )
                 session.add(event)
                 session.flush()

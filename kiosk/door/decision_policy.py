@@ -20,14 +20,18 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from datetime import time as dtime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Person
 from kiosk.config import PolicyConfig
+from kiosk.liveness.base import ATTACK_REASON
 from kiosk.recognition.base import Prediction
+
+if TYPE_CHECKING:
+    from kiosk.liveness.gate import LivenessGate
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -119,6 +123,7 @@ class Verdict:
     index: int  # the face's position in this frame; -1 for a track that has just left
     tailgating: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    liveness: float | None = None  # the track's fused p(live), where the liveness check ran
 
 
 @dataclass
@@ -138,6 +143,7 @@ class DecisionPolicy:
         self.config = config
         self.threshold = threshold
         self.rules = rules or {}
+        self.liveness: LivenessGate | None = None  # issue 14: when set, a grant also needs a live track
         self._tracks: dict[int, _TrackState] = {}
         self._last_grant: dict[str, float] = {}
         self.suppressed_refusals = 0
@@ -154,8 +160,12 @@ class DecisionPolicy:
             state = self._tracks.pop(track_id, None)
             if state is None or state.granted or state.refused_at is not None or len(state.window) < self.config.min_frames:
                 continue
-            person, hits, _ = self._best(state)
-            refusal = self._window_refusal(track_id, state, person, hits, monotonic, None, -1)
+            person, hits, mean_p = self._best(state)
+            if self.liveness is not None and person is not None and hits >= self.config.min_frames:
+                # recognised, but gone before the liveness check said live: refused for that
+                refusal = self._liveness_refusal(track_id, state, person, mean_p, monotonic, None, -1)
+            else:
+                refusal = self._window_refusal(track_id, state, person, hits, monotonic, None, -1)
             if refusal is not None:
                 verdicts.append(refusal)
         for obs in observations:
@@ -231,6 +241,14 @@ class DecisionPolicy:
             state.granted, state.person = True, person  # the same visit, found again: not logged or opened twice
             self.cooldown_skips += 1
             return None
+        liveness = None
+        if self.liveness is not None:  # issue 14
+            judgement = self.liveness.judge(obs.track_id)
+            if judgement.state == "pending":
+                return None  # not yet: the next frames decide
+            if judgement.state != "live":
+                return self._liveness_refusal(obs.track_id, state, person, probability, monotonic, obs.prediction, obs.index)
+            liveness = judgement.score
         rule = self.rules.get(person)
         why_not = rule.refusal(now) if rule is not None else None
         if why_not is not None:
@@ -246,8 +264,19 @@ class DecisionPolicy:
         pred = obs.prediction
         return Verdict(
             obs.track_id, person, probability, True, "recognised", pred.recogniser, pred.model_version,
-            state.first_seen, obs.index, tailgating=bool(strangers), details=details,
+            state.first_seen, obs.index, tailgating=bool(strangers), details=details, liveness=liveness,
         )
+
+    def _liveness_refusal(
+        self, track_id: int, state: _TrackState, person: str, probability: float, monotonic: float,
+        prediction: Prediction | None, index: int,
+    ) -> Verdict | None:
+        """Recognised, but the track is not judged live (or left before it was): which check, and its score."""
+        assert self.liveness is not None
+        judgement = self.liveness.judge(track_id)
+        details = {"liveness_check": judgement.check, "liveness_state": judgement.state, **judgement.details}
+        verdict = self._refuse(track_id, state, person, probability, ATTACK_REASON, monotonic, details, prediction, index)
+        return None if verdict is None else replace(verdict, liveness=judgement.score)
 
     def _refuse(
         self, track_id: int, state: _TrackState, person: str | None, probability: float, reason: str,

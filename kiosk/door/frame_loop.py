@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,7 +23,10 @@ from kiosk.vision.face_alignment import ARCFACE_SIZE, CLIP_SIZE
 from kiosk.vision.face_detection import Face, FaceDetector
 from kiosk.vision.face_tracker import FaceTracker
 
-STAGES = ("decode", "detect", "align", "recognise", "decide", "store")
+if TYPE_CHECKING:
+    from kiosk.liveness.gate import LivenessGate
+
+STAGES = ("decode", "detect", "align", "recognise", "liveness", "decide", "store")
 # The aligned sizes each recogniser reads on every face, made here so alignment is timed as its
 # own stage. The hybrid's CLIP crop is left to FaceCrops.at(), made only on the faces CLIP runs
 # on (past the gate, once per track's refresh), so it is timed with recognition.
@@ -63,12 +67,17 @@ class FrameResult:
 class DoorLoop:
     """The per-frame work, free of cameras, relays and databases so it can be timed alone."""
 
-    def __init__(self, detector: FaceDetector, tracker: FaceTracker, policy: DecisionPolicy, max_faces: int, times: StageTimes | None = None):
+    def __init__(
+        self, detector: FaceDetector, tracker: FaceTracker, policy: DecisionPolicy, max_faces: int,
+        times: StageTimes | None = None, liveness: LivenessGate | None = None,
+    ):
         self.detector = detector
         self.tracker = tracker
         self.policy = policy
         self.max_faces = max_faces
         self.times = times or StageTimes()
+        self.liveness = liveness  # issue 14: also handed to the policy, which asks it before a grant
+        policy.liveness = liveness
 
     def process(self, image: np.ndarray, recogniser: Recogniser, monotonic: float, now: datetime) -> FrameResult:
         times = self.times
@@ -92,9 +101,16 @@ class DoorLoop:
         with times.measure("recognise"):
             result.predictions = recogniser.predict_tracked(crops, update.ids, top_k=3) if crops else []
             recogniser.forget_tracks(update.ended)
+        if self.liveness is not None:  # issue 14: only faces recognition would let in are checked
+            with times.measure("liveness"):
+                threshold = self.policy.threshold
+                wanted = [p.person is not None and p.probability >= threshold for p in result.predictions]
+                self.liveness.observe(image, faces, update.ids, wanted, monotonic)
         with times.measure("decide"):
             observations = [Observation(t, p, i) for i, (t, p) in enumerate(zip(update.ids, result.predictions))]
             result.verdicts = self.policy.decide(observations, monotonic, now, update.ended)
+            if self.liveness is not None:
+                self.liveness.forget(update.ended)
         times.frames += 1
         return result
 
@@ -102,4 +118,7 @@ class DoorLoop:
         """The camera dropped out: whoever comes back into view is a new visit."""
         ended = self.tracker.reset()
         recogniser.forget_tracks(ended)
-        return self.policy.decide([], monotonic, now, ended)
+        verdicts = self.policy.decide([], monotonic, now, ended)
+        if self.liveness is not None:
+            self.liveness.forget(ended)
+        return verdicts

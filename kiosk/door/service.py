@@ -46,6 +46,10 @@ from kiosk.door.service_notify import ServiceNotifier
 from kiosk.door.status import PANEL_GRANTED, PANEL_REFUSED, DoorDecision, DoorStatus, write_status
 from kiosk.door.threshold_override import threshold_in_force
 from kiosk.errors import KioskError
+from kiosk.liveness.gate import LivenessGate
+from kiosk.liveness.head_turn import HeadTurnCheck
+from kiosk.liveness.setup import LivenessSetup, load_liveness
+from kiosk.liveness.setup import threshold_in_force as liveness_threshold
 from kiosk.recognition.base import Recogniser
 from kiosk.recognition.selection import Selection
 from kiosk.storage.credentials import Card, card_for
@@ -105,6 +109,7 @@ class DoorService:
         sensors: SensorsFactory | None = None,
         notifier: ServiceNotifier | None = None,
         outputs: list[DoorOutput] | None = None,
+        liveness: LivenessSetup | None = None,
     ):
         self.settings = settings
         self.camera = camera
@@ -125,12 +130,20 @@ class DoorService:
         self.times = StageTimes()
         self.policy = DecisionPolicy(policy, threshold_in_force(settings).value, load_access_rules(sessions))
         tracker = FaceTracker(policy.track_iou, policy.track_max_missed)
-        self.loop = DoorLoop(detector, tracker, self.policy, policy.max_faces, self.times)
+        # --- liveness (issue 14) ---
+        self.liveness_setup = liveness
+        gate = None
+        if liveness is not None:
+            cfg = settings.liveness
+            head_turn = HeadTurnCheck(cfg.head_turn_seconds) if cfg.head_turn else None
+            gate = LivenessGate(liveness.detector, liveness.threshold, cfg.frames, cfg.required, head_turn)
+        self.loop = DoorLoop(detector, tracker, self.policy, policy.max_faces, self.times, gate)
         thumbs = partial(save_thumbnail, settings, crops) if settings.privacy.thumbnails else None
         self.access_log = AccessLog(sessions, settings.door, settings.home, thumbs)
         self.handover = FrameHandover(settings.home)
         self.stats = DoorStats()
         self._listeners: list[Listener] = []
+        self._prompt_listeners: list[Callable[[str], None]] = []  # issue 14: the head turn to ask for
         self._track_labels: dict[int, str] = {}  # replays: the file each live track was last seen in
         self._door_events: queue.SimpleQueue[DoorEvent] = queue.SimpleQueue()
         self._seen_run = self._newest_run()
@@ -143,6 +156,10 @@ class DoorService:
     def add_listener(self, callback: Listener) -> None:
         """Called with every decision that became an access event, on the loop's thread."""
         self._listeners.append(callback)
+
+    def add_prompt_listener(self, callback: Callable[[str], None]) -> None:
+        """Called with what the display should ask of the person in view (the head turn), on the loop's thread."""
+        self._prompt_listeners.append(callback)
 
     @property
     def selection(self) -> Selection:
@@ -174,6 +191,7 @@ class DoorService:
         """Watch the door until ``stop`` is set or a replayed camera is exhausted."""
         self.relay.close()
         log.info("recogniser: %s", self._selection.reason)
+        log.info("%s", self.liveness_setup.reason if self.liveness_setup else "liveness: off (a photo of an enrolled person opens the door)")
         log.info("camera: %s", self.camera.description)
         watcher: threading.Thread | None = None
         watcher_stop = threading.Event()
@@ -235,6 +253,10 @@ class DoorService:
         self.stats.skipped_faces += result.skipped_faces
         if frame.label:
             self._track_labels.update(dict.fromkeys(result.track_ids, frame.label))
+        if self.loop.liveness is not None:
+            for text in self.loop.liveness.new_prompts(result.track_ids):
+                for prompt_listener in self._prompt_listeners:
+                    prompt_listener(text)
         for verdict in result.verdicts:
             self._act(verdict, result, frame)
         for track_id in result.ended:
@@ -261,6 +283,7 @@ class DoorService:
             tailgating=verdict.tailgating,
             thumbnail=thumbnail,
             details=details,
+            liveness=verdict.liveness,
         )
         granted, reason = verdict.granted, verdict.reason
         try:
@@ -416,6 +439,7 @@ class DoorService:
         interval = self.settings.policy.reload_check_seconds
         while not stop.wait(interval):
             self._refresh_threshold()
+            self._refresh_liveness_threshold()
             try:
                 self.policy.rules = load_access_rules(self.sessions)
                 newest = self._newest_run()
@@ -437,6 +461,20 @@ class DoorService:
         if threshold.value != self.policy.threshold:
             log.warning("threshold %.3f -> %.3f (%s)", self.policy.threshold, threshold.value, threshold.source)
             self.policy.threshold = threshold.value
+
+    def _refresh_liveness_threshold(self) -> None:
+        """Pick up a liveness threshold `kiosk calibrate` chose since the start (issue 14)."""
+        gate, setup = self.loop.liveness, self.liveness_setup
+        if gate is None or setup is None:
+            return
+        try:
+            value, source = liveness_threshold(self.settings, self.sessions, setup.key)
+        except SQLAlchemyError as exc:
+            log.warning("could not check the liveness threshold: %s", exc)
+            return
+        if value != gate.threshold:
+            log.warning("liveness threshold %.3f -> %.3f (%s)", gate.threshold, value, source)
+            gate.threshold = value
 
     def reload(self) -> bool:
         """Load the model version in force now and swap it in; the old one stays if loading fails."""
@@ -475,6 +513,7 @@ def build_door_service(
     sensors: SensorsFactory | None = None,
     notifier: ServiceNotifier | None = None,
     outputs: list[DoorOutput] | None = None,
+    liveness: LivenessSetup | None = None,
 ) -> DoorService:
     """The door service from a context's settings, database and models, and the given hardware.
 
@@ -501,4 +540,5 @@ def build_door_service(
         sensors=sensors,
         notifier=notifier,
         outputs=outputs,
+        liveness=liveness or load_liveness(settings, ctx.sessions),
     )

@@ -22,7 +22,7 @@ from db.models import AccessEvent, Person, SiteUploadState, utcnow
 BATCH = 500
 SENT_COLUMNS = (
     "time", "door", "person_id", "person_name", "granted", "probability", "reason", "recogniser",
-    "model_version", "track_id", "tailgating", "details", "prev_hash", "row_hash",
+    "model_version", "track_id", "tailgating", "liveness", "details", "prev_hash", "row_hash",
 )
 
 

@@ -28,7 +28,7 @@ from kiosk.errors import KioskError
 
 EVENTS, ACTIONS = "events", "actions"
 DECISIONS = ("any", "granted", "refused")
-EVENT_FIELDS = ["id", "time", "door", "person", "probability", "granted", "reason", "recogniser", "model_version", "tailgating"]
+EVENT_FIELDS = ["id", "time", "door", "person", "probability", "granted", "reason", "recogniser", "model_version", "tailgating", "liveness"]
 ACTION_FIELDS = ["id", "time", "actor", "action", "subject", "details"]
 
 
@@ -91,6 +91,7 @@ def event_row(e: AccessEvent) -> dict[str, object]:
         "recogniser": e.recogniser,
         "model_version": e.model_version,
         "tailgating": e.tailgating,
+        "liveness": e.liveness,  # issue 14: the track's fused p(live), where a liveness check ran
     }
 
 

@@ -26,7 +26,7 @@ from db.models import AccessEvent, AdminAction
 from kiosk.errors import KioskError
 from kiosk.storage.audit_query import ACTIONS, EVENTS, AuditFilter, audit_query, audit_rows, parse_time, write_csv
 from kiosk.storage.crop_store import private_dirs
-from kiosk.ui.text import prob, when
+from kiosk.ui.text import event_reason, prob, when
 
 if TYPE_CHECKING:
     from kiosk.ui.admin_host import AdminHost
@@ -145,7 +145,7 @@ class AuditScreen(Screen[None]):
         tz = self.app.tz
         if isinstance(item, AccessEvent):
             decision = "[green]GRANTED[/]" if item.granted else "[red]refused[/]"
-            return (when(item.time, tz), item.person_name or "(unknown)", prob(item.probability), decision, item.reason)
+            return (when(item.time, tz), item.person_name or "(unknown)", prob(item.probability), decision, event_reason(item.reason, item.liveness, item.details))
         details = ", ".join(f"{k}={v}" for k, v in sorted(item.details.items()) if v is not None)
         return (when(item.time, tz), item.actor, item.action, item.subject or "", details)
 

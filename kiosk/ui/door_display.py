@@ -25,6 +25,7 @@ from textual.widgets import Static
 
 from db.models import utcnow
 from kiosk.door.status import PANEL_REFUSED, DoorDecision, DoorStatus
+from kiosk.liveness.base import ATTACK_REASON
 
 GREET_SECONDS = 4.0
 
@@ -42,6 +43,11 @@ class DoorFeed(Protocol):
 @dataclass
 class Decided(Message):
     decision: DoorDecision
+
+
+@dataclass
+class Prompted(Message):
+    text: str
 
 
 @dataclass
@@ -90,6 +96,9 @@ class DoorDisplayApp(App[None]):
     def on_mount(self) -> None:
         self.show_idle()
         self.door.add_listener(lambda decision: self.post_message(Decided(decision)))
+        add_prompt_listener = getattr(self.door, "add_prompt_listener", None)  # the head-turn check's requests
+        if add_prompt_listener is not None:
+            add_prompt_listener(lambda text: self.post_message(Prompted(text)))
         self.run_loop()
         self.show_status()
         self.set_interval(self.status_seconds, self.show_status)
@@ -115,8 +124,16 @@ class DoorDisplayApp(App[None]):
             self._show("One person at a time, please", "refused")
         elif d.reason == PANEL_REFUSED:  # recognised, but the access panel said no
             self._show("Access refused by the panel", "refused")
+        elif d.reason == ATTACK_REASON:  # never an accusation at the door (issue 14)
+            self._show("Please look at the camera", "idle")
         else:
             self._show("Not recognised", "refused")
+        if self._back_to_idle is not None:
+            self._back_to_idle.stop()
+        self._back_to_idle = self.set_timer(self.greet_seconds, self.show_idle)
+
+    def on_prompted(self, message: Prompted) -> None:
+        self._show(message.text, "idle")
         if self._back_to_idle is not None:
             self._back_to_idle.stop()
         self._back_to_idle = self.set_timer(self.greet_seconds, self.show_idle)

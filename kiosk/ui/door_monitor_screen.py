@@ -23,7 +23,7 @@ from kiosk.door.threshold_override import threshold_in_force
 from kiosk.errors import KioskError
 from kiosk.recognition.face_recogniser import NAME as FACE
 from kiosk.recognition.model_registry import ModelRegistry
-from kiosk.ui.text import prob, when
+from kiosk.ui.text import event_reason, prob, when
 
 if TYPE_CHECKING:
     from kiosk.ui.admin_host import AdminHost
@@ -100,7 +100,7 @@ class DoorMonitorScreen(Screen[None]):
         table.clear()
         for e in view.events:
             decision = "[green]GRANTED[/]" if e.granted else "[red]refused[/]"
-            table.add_row(when(e.time, self.app.tz), e.person_name or "(unknown)", prob(e.probability), decision, e.reason, key=str(e.id))
+            table.add_row(when(e.time, self.app.tz), e.person_name or "(unknown)", prob(e.probability), decision, event_reason(e.reason, e.liveness, e.details), key=str(e.id))
 
     def _status_text(self, view: DoorView) -> str:
         s = view.status

@@ -34,3 +34,11 @@ def windows(spec: list[dict[str, object]] | None) -> str:
             label = ",".join(names[d] for d in days)
         parts.append(f"{label} {w.get('start', '')}-{w.get('end', '')}")
     return "; ".join(parts)
+
+
+def event_reason(reason: str, liveness: float | None, details: dict[str, object] | None = None) -> str:
+    """An event's reason with the liveness score and the check that refused, where one ran (issue 14)."""
+    if liveness is None:
+        return reason
+    check = (details or {}).get("liveness_check")
+    return f"{reason} (liveness {liveness:.2f}{f', {check} check' if check else ''})"

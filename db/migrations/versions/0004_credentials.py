@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_credentials"
-down_revision: Union[str, Sequence[str], None] = "0002_trust"
+down_revision: Union[str, Sequence[str], None] = "0003_liveness"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

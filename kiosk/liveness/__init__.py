@@ -1,0 +1,1 @@
+"""Presentation-attack detection (liveness): is the face at the door a live person, not a photo or a screen?"""
