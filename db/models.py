@@ -317,3 +317,26 @@ class Credential(Base):
     facility: Mapped[int | None] = mapped_column(Integer)
     number: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --- MQTT (issue 17): the outbox and the command nonces ---------------------------------------
+class OutboxMessage(Base):
+    """An event waiting for (or acknowledged by) the MQTT broker, written in the event's own transaction."""
+
+    __tablename__ = "mqtt_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # publication order
+    event_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    topic: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)  # the broker's acknowledgement
+
+
+class CommandNonce(Base):
+    """A signed command's nonce, kept for its time window so a replay is refused, across restarts too."""
+
+    __tablename__ = "mqtt_command_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -351,6 +351,45 @@ class PrivacyConfig(Section):
     )
 
 
+# --- MQTT (issue 17): events out, signed commands in; kiosk/integrations/ -------------------
+class MqttConfig(Section):
+    enabled: bool = Field(False, description="Publish events, door state and status to an MQTT broker and take signed commands.")
+    host: str = Field("localhost", description="MQTT broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port (8883 is the usual one with TLS).")
+    username: str = Field("", description="Broker user name; empty connects without one.")
+    password_file: Path | None = Field(
+        None, description="File holding the broker password (first line); must be readable by its owner only."
+    )
+    topic_prefix: str = Field("", description="Topics start with this; empty means kiosk/<door>.")
+    client_id: str = Field("", description="MQTT client id; empty means kiosk-<door>.")
+    qos: Literal[1, 2] = Field(1, description="QoS of events: an event is marked sent when the broker acknowledges it.")
+    keepalive_seconds: int = Field(30, ge=5, description="MQTT keepalive; the broker publishes the last will after 1.5x this without a word.")
+    tls_ca_file: Path | None = Field(None, description="CA certificate that signed the broker's; set to connect with TLS.")
+    tls_cert_file: Path | None = Field(None, description="Client certificate for TLS client authentication (with tls_key_file).")
+    tls_key_file: Path | None = Field(None, description="Private key of tls_cert_file; readable by its owner only.")
+    status_seconds: float = Field(10.0, gt=0.0, description="How often the status (fps, camera, recogniser, outbox depth) is published.")
+    discovery: bool = Field(True, description="Publish Home Assistant discovery messages (retained) so the kiosk appears there.")
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's MQTT discovery prefix.")
+    command_secret_file: Path | None = Field(
+        None,
+        description="Shared secret (file, owner-only) that commands are signed with (HMAC-SHA256); unset: no commands are taken.",
+    )
+    command_window_seconds: float = Field(
+        30.0, gt=0.0, le=600.0, description="A command's timestamp must be within this many seconds of the kiosk's clock."
+    )
+    home_assistant_commands: bool = Field(
+        False,
+        description="Also take Home Assistant's unsigned open/lockdown on <prefix>/ha/... (trusting the broker's ACL alone "
+        "for those topics) and offer them as a button and a switch in discovery.",
+    )
+    outbox_keep_sent: int = Field(
+        1000, ge=0, description="Events already acknowledged by the broker kept in the outbox; older ones are pruned."
+    )
+    drain_seconds: float = Field(
+        3.0, ge=0.0, description="On stop, how long to keep publishing unsent events to a connected broker before disconnecting."
+    )
+
+
 class AdminConfig(Section):
     exports_dir: Path = Field(
         Path("exports"),
@@ -506,6 +545,7 @@ class Settings(BaseSettings):
     osdp: OsdpConfig = Field(default_factory=OsdpConfig)
     wiegand: WiegandConfig = Field(default_factory=WiegandConfig)
     liveness: LivenessConfig = Field(default_factory=LivenessConfig)  # issue 14
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
 
     @classmethod
     def settings_customise_sources(

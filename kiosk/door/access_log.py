@@ -24,6 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import AccessEvent, Person
 
 Thumbnailer = Callable[[datetime, np.ndarray], str | None]  # stores a face, returns its path under home
+# Runs inside the event's transaction, after the row has its id (the MQTT outbox): what it adds
+# commits with the event or not at all.
+InTransaction = Callable[[Session, AccessEvent], None]
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class AccessLog:
         self.door = door
         self.home = home
         self.thumbnailer = thumbnailer
+        self.in_transaction: list[InTransaction] = []
 
     def record(self, draft: EventDraft) -> int:
         """Write one event and commit it; returns its id. Raises if it could not be committed."""
@@ -74,6 +78,8 @@ class AccessLog:
                 )
                 session.add(event)
                 session.flush()
+                for write in self.in_transaction:
+                    write(session, event)
                 return event.id
         except BaseException:
             if thumb:

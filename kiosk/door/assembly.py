@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from kiosk.door.relay import DoorRelay
     from kiosk.door.service import DoorService
     from kiosk.site.link import SiteLink
+    from kiosk.integrations.mqtt_client import MqttBridge
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Door:
     tally: Counter[str] = field(default_factory=Counter)
     site: SiteLink | None = None  # a door of a site: replica follower and event uploader
     outputs: list[DoorOutput] = field(default_factory=list)
+    mqtt: MqttBridge | None = None
 
     def shutdown(self) -> None:
         if self.site is not None:
@@ -54,6 +56,8 @@ class Door:
         for output in self.outputs:
             output.close()
         self.relay.shutdown()
+        if self.mqtt is not None:  # after the relay: unsent events are published, then "offline"
+            self.mqtt.stop()
 
 
 def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
@@ -87,6 +91,13 @@ def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
             sensors=(lambda on_event: build_sensors(hardware, relay, on_event, board)) if needs_sensors else None,
             outputs=outputs,
         )
+        bridge = None
+        if settings.mqtt.enabled:  # issue 17: events out and signed commands in over MQTT
+            from kiosk.integrations.mqtt_client import MqttBridge
+
+            bridge = MqttBridge(settings, kiosk.sessions)
+            bridge.attach(service)
+            bridge.start()
     except BaseException:
         for output in outputs:
             output.close()
@@ -97,7 +108,7 @@ def start_door(kiosk: KioskContext, options: RunOptions) -> Door:
     if site is not None:
         service.add_listener(site.wake)
         site.start()
-    return Door(service, relay, site=site, outputs=outputs)
+    return Door(service, relay, site=site, outputs=outputs, mqtt=bridge)
 
 
 def _join_site(kiosk: KioskContext) -> SiteLink | None:

@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,7 @@ from kiosk.door.decision_policy import DecisionPolicy, Verdict, load_access_rule
 from kiosk.door.frame_handover import FrameHandover
 from kiosk.door.frame_loop import DoorLoop, FrameResult, StageTimes
 from kiosk.door.outputs import DoorOutput, PanelNotice, RelayOutput, SendResult
+from kiosk.door.lockdown import Lockdown
 from kiosk.door.relay import DoorRelay
 from kiosk.door.service_notify import ServiceNotifier
 from kiosk.door.status import PANEL_GRANTED, PANEL_REFUSED, DoorDecision, DoorStatus, write_status
@@ -150,6 +151,8 @@ class DoorService:
         self._fps = 0.0
         self._status_at = 0.0
         self._status_frames = 0
+        self.lockdown = Lockdown(settings.home)  # no grants while on (issue 17)
+        self.mqtt_status: Callable[[], dict[str, object]] | None = None  # MQTT connection and outbox depth, set by the bridge
 
     # --- what the screens use ---------------------------------------------------------------
 
@@ -183,6 +186,8 @@ class DoorService:
             pid=os.getpid(),
             stopped=stopped,
             panel="; ".join(f"{o.name}: {o.link()}" for o in self.outputs if not o.drives_lock),
+            lockdown=self.lockdown.active,
+            mqtt=self.mqtt_status() if self.mqtt_status is not None else None,
         )
 
     # --- the loop ---------------------------------------------------------------------------
@@ -286,6 +291,12 @@ class DoorService:
             liveness=verdict.liveness,
         )
         granted, reason = verdict.granted, verdict.reason
+        if self.lockdown.active:  # the policy's verdict is kept in details; nobody is let in
+            details["lockdown"] = True
+            if granted:
+                details["policy_reason"] = reason
+                granted, reason = False, "lockdown"
+        draft = replace(draft, granted=granted, reason=reason, details=details)
         try:
             with self.times.measure("store"):
                 event_id = self.access_log.record(draft)
@@ -475,6 +486,17 @@ class DoorService:
         if value != gate.threshold:
             log.warning("liveness threshold %.3f -> %.3f (%s)", gate.threshold, value, source)
             gate.threshold = value
+
+    @property
+    def sensors(self) -> DoorSensors | None:
+        """The door contact and exit button, while the loop runs (None without them)."""
+        return self._sensors
+
+    def reload_now(self) -> bool:
+        """Re-read the threshold, the access rules and the model in force (a remote `reload` command)."""
+        self._refresh_threshold()
+        self.policy.rules = load_access_rules(self.sessions)
+        return self.reload()
 
     def reload(self) -> bool:
         """Load the model version in force now and swap it in; the old one stays if loading fails."""

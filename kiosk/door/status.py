@@ -45,6 +45,8 @@ class DoorStatus:
     threshold: float
     updated: float  # time.time() when written
     pid: int
+    lockdown: bool = False
+    mqtt: dict[str, object] | None = None  # connected, outbox depth (when MQTT is on)
     stopped: bool = False  # the service's last write when it stopped cleanly
     panel: str = ""  # access-panel outputs' link state ("osdp: secure channel up"); empty without a panel
 

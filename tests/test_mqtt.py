@@ -1,0 +1,440 @@
+"""Events out and signed commands in over MQTT, against a real mosquitto (password file, ACL)
+with paho clients on the other side: the real door loop on replayed photos, the real SQLite
+file, gpiozero's mock pins, and `kiosk run` as a real process where a kill is the point.
+Every wait is on a message or an event, with a timeout that only fails a test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from conftest import REPO, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos, run_kiosk
+from db.models import AccessEvent, AdminAction, OutboxMessage
+from kiosk.config import CameraConfig, DoorConfig, MqttConfig, PolicyConfig, Settings
+from kiosk.context import KioskContext
+from kiosk.door.gpio_board import open_board
+from kiosk.door.lockdown import Lockdown
+from kiosk.door.relay import build_relay
+from kiosk.door.service import DoorService, build_door_service
+from kiosk.integrations.mqtt_client import MqttBridge
+from kiosk.integrations.outbox import Outbox
+from kiosk.integrations.signed_commands import sign
+from kiosk.vision.camera import ReplaySource, ResilientCamera
+from mqtt_broker import USERS, WAIT, Broker, mosquitto_binary
+
+pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed: run .ci/services/mosquitto")
+
+RELAY_PIN, CONTACT_PIN = 17, 27
+PREFIX = "kiosk/front"
+SECRET = b"a shared secret for the tests"
+
+
+class SteppedClock:
+    """The bridge's wall clock, set by the test (command windows), monotonic from the system."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        import time
+
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture()
+def broker() -> Iterator[Broker]:
+    b = Broker.create()
+    b.start()
+    yield b
+    b.remove()
+
+
+@pytest.fixture()
+def home(enrolled_dev, tmp_path: Path) -> Path:
+    return copy_home(enrolled_dev[0], tmp_path / "home")
+
+
+def secret_files(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(exist_ok=True)
+    password, secret = folder / "mqtt-password", folder / "command-secret"
+    for path, text in ((password, USERS["kiosk"]), (secret, SECRET.decode())):
+        path.write_text(text + "\n")
+        path.chmod(0o600)
+    return password, secret
+
+
+def mqtt_config(broker: Broker, folder: Path, **overrides: object) -> MqttConfig:
+    password, secret = secret_files(folder)
+    return MqttConfig(enabled=True, host=broker.host, port=broker.port, username="kiosk", password_file=password,
+                      command_secret_file=secret, status_seconds=0.5, **overrides)
+
+
+def replay_dir(tmp_path: Path, pictures: list[tuple[str, Path]], name: str = "replay") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    for i, (label, photo) in enumerate(pictures):
+        (folder / f"{i:03d}-{label}-{photo.stem}.jpg").symlink_to(photo)
+    return folder
+
+
+def door_settings(home: Path, mqtt: MqttConfig, **policy: object) -> Settings:
+    hardware = DoorConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.2, contact_pin=CONTACT_PIN,
+                          input_pull="down", held_open_seconds=30)
+    return make_settings(
+        home, mqtt=mqtt, door_hardware=hardware,
+        camera=CameraConfig(hold_frames=3, gap_frames=2),
+        policy=PolicyConfig(**{"window_frames": 3, "min_frames": 2, "track_max_missed": 1, **policy}),
+    )
+
+
+def build_door(settings: Settings, folder: Path | None, detector, embedder, clock=None) -> tuple[DoorService, MqttBridge]:
+    """The door service on a replayed folder (or none) with the MQTT bridge attached and started."""
+    from kiosk.door.sensors import build_sensors
+
+    ctx = KioskContext(settings)
+    ctx.__dict__["embedder"] = embedder
+    board = open_board(settings.door_hardware)
+    relay = build_relay(settings.door_hardware, board)
+    # without a folder the loop is not run (commands only); the camera still needs something to name
+    source = ReplaySource.from_path(folder, settings.camera) if folder else ReplaySource([photos(dev_people()[0])[0]], Path("."))
+    service = build_door_service(ctx, ResilientCamera(source, settings.camera), relay, detector=detector,
+                                 sensors=lambda on_event: build_sensors(settings.door_hardware, relay, on_event, board))
+    bridge = MqttBridge(settings, ctx.sessions, clock=clock)
+    bridge.client.reconnect_delay_set(0.05, 0.2)  # a restarted broker is found at once, not after a 30 s backoff
+    bridge.attach(service)
+    bridge.start()
+    return service, bridge
+
+
+def rows(home: Path, model):  # type: ignore[no-untyped-def]
+    engine = create_engine(f"sqlite:///{home / 'kiosk.db'}")
+    with Session(engine) as s:
+        out = list(s.scalars(select(model).order_by(model.id)))
+    engine.dispose()
+    return out
+
+
+def payloads(messages) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [json.loads(m.payload) for m in messages]
+
+
+def onlines(client) -> int:  # type: ignore[no-untyped-def]
+    return len([m for m in client.on(f"{PREFIX}/availability") if m.payload == b"online"])
+
+
+def wait_online(client, seen: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """Wait for one more "online" than the client had seen before the kiosk (re)started."""
+    client.wait_for(lambda ms: onlines(client) > seen, "availability online")
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+def test_events_arrive_with_the_audit_fields_and_an_event_id(broker, home, tmp_path, detector, embedder, pins) -> None:
+    people = dev_people()[:2]
+    stranger = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[0]
+    shown = [(p.name, photos(p)[12]) for p in people] + [("stranger", photos(stranger)[0])]
+    settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets"))
+    sub = broker.client("controller")
+    sub.subscribe(f"{PREFIX}/#")
+    service, bridge = build_door(settings, replay_dir(tmp_path, shown), detector, embedder)
+    try:
+        wait_online(sub)
+        service.run(threading.Event())
+        stored = rows(home, AccessEvent)
+        got = sub.wait_for(lambda ms: len([m for m in ms if m.topic == f"{PREFIX}/events"]) >= len(stored), "all events")
+    finally:
+        bridge.stop()
+        sub.close()
+    events = payloads(m for m in got if m.topic == f"{PREFIX}/events")
+    audit = run_kiosk(["audit", "--format", "json"], home)
+    assert audit.returncode == 0, audit.stderr
+    expected = json.loads(audit.stdout)
+    assert [{k: e[k] for k in expected[0]} for e in events] == expected  # the same fields and values
+    assert [e["event_id"] for e in events] == [e.id for e in stored]
+    assert {e["event_type"] for e in events if e["granted"]} == {"granted"}
+    assert "unknown" in {e["event_type"] for e in events if not e["granted"]}
+    assert sorted(e["person"] for e in events if e["granted"]) == sorted(p.name for p in people)
+    last_person = [m.payload.decode() for m in got if m.topic == f"{PREFIX}/last_person"]
+    assert last_person and last_person[-1] == [e["person"] for e in events if e["granted"]][-1]
+    assert all(r.sent_at is not None for r in rows(home, OutboxMessage))
+
+
+def test_discovery_is_retained_valid_json_one_device(broker, home, tmp_path, detector, embedder, pins) -> None:
+    settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets"))
+    watcher = broker.client("controller")
+    watcher.subscribe(f"{PREFIX}/availability")
+    service, bridge = build_door(settings, None, detector, embedder)
+    try:
+        wait_online(watcher)
+        late = broker.client("viewer")  # connects after: sees only what the broker retained
+        late.subscribe("homeassistant/#")
+        got = late.wait_for(lambda ms: len(ms) >= 9, "discovery configs")
+    finally:
+        bridge.stop()
+        watcher.close()
+    assert all(m.retain for m in got)
+    configs = {m.topic.split("/")[1] + "/" + m.topic.split("/")[3]: json.loads(m.payload) for m in got}
+    assert {"event/access", "binary_sensor/contact", "binary_sensor/forced", "binary_sensor/held_open",
+            "sensor/last_person", "binary_sensor/lockdown", "binary_sensor/relay"} <= set(configs)
+    assert len({json.dumps(c["device"], sort_keys=True) for c in configs.values()}) == 1
+    assert {c["availability_topic"] for c in configs.values()} == {f"{PREFIX}/availability"}
+    assert "unknown" in configs["event/access"]["event_types"]
+    assert len({c["unique_id"] for c in configs.values()}) == len(configs)
+
+
+def test_last_will_marks_a_killed_kiosk_offline(broker, home, tmp_path) -> None:
+    password, secret = secret_files(tmp_path / "secrets")
+    person = dev_people()[0]
+    folder = replay_dir(tmp_path, [(person.name, photos(person)[12])])
+    env = kiosk_env(home) | {
+        "KIOSK_MQTT__ENABLED": "true", "KIOSK_MQTT__HOST": broker.host, "KIOSK_MQTT__PORT": str(broker.port),
+        "KIOSK_MQTT__USERNAME": "kiosk", "KIOSK_MQTT__PASSWORD_FILE": str(password),
+        "KIOSK_DOOR_HARDWARE__PIN_FACTORY": "mock", "GPIOZERO_PIN_FACTORY": "mock",
+    }
+    sub = broker.client("controller")
+    sub.subscribe(f"{PREFIX}/availability")
+    proc = subprocess.Popen([sys.executable, "-m", "kiosk", "run", "--camera", str(folder), "--repeat", "100000", "--fps", "10", "--quiet"],
+                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        sub.wait_for(lambda ms: ms and ms[-1].payload == b"online", "online from the kiosk process")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=WAIT)
+        got = sub.wait_for(lambda ms: ms[-1].payload == b"offline", "the last will")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.close()
+    assert proc.returncode == -signal.SIGKILL
+    late = broker.client("viewer")
+    late.subscribe(f"{PREFIX}/availability")
+    retained = late.wait_for(lambda ms: len(ms) >= 1, "retained availability")
+    assert retained[0].payload == b"offline" and retained[0].retain
+    late.close()
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def send(client, payload: dict | bytes | str) -> dict:  # type: ignore[no-untyped-def]
+    """Publish a command and wait for the kiosk's answer on command/result (in order, one at a time)."""
+    before = len(client.on(f"{PREFIX}/command/result"))
+    client.publish(f"{PREFIX}/command", payload if isinstance(payload, (bytes, str)) else json.dumps(payload))
+    got = client.wait_for(lambda ms: len([m for m in ms if m.topic == f"{PREFIX}/command/result"]) > before, "a command result")
+    return json.loads([m for m in got if m.topic == f"{PREFIX}/command/result"][before].payload)
+
+
+def signed(command: str, clock: SteppedClock, **args: object) -> dict:
+    return sign(SECRET, f"{PREFIX}/command", command, "alice-phone", clock.now().timestamp(), args)
+
+
+def opened(pins: MockFactory) -> int:
+    """How many times the relay pin went high."""
+    return sum(1 for s in pins.pin(RELAY_PIN).states if s.state)
+
+
+def until_closed(service: DoorService) -> None:
+    """Wait for the relay's own timer to close it, so the next pulse is a new rising edge."""
+    closed = threading.Event()
+    for _ in range(int(WAIT / 0.01)):
+        if not service.relay.is_open:
+            return
+        closed.wait(0.01)
+    raise TimeoutError("relay never closed")
+
+
+def test_signed_open_and_lockdown_work_and_everything_else_is_refused_and_logged(broker, home, tmp_path, detector, embedder, pins) -> None:
+    clock = SteppedClock()
+    settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets", command_window_seconds=30))
+    ctl = broker.client("controller")
+    ctl.subscribe(f"{PREFIX}/#")
+    service, bridge = build_door(settings, None, detector, embedder, clock=clock)
+    try:
+        wait_online(ctl)
+        ok = send(ctl, signed("open", clock))
+        assert ok["accepted"] and ok["detail"] == "done"
+        assert opened(pins) == 1
+        until_closed(service)
+
+        good = signed("open", clock)
+        assert send(ctl, good)["accepted"]
+        replay = send(ctl, good)
+        unsigned = send(ctl, {k: v for k, v in signed("open", clock).items() if k != "signature"})
+        forged = send(ctl, signed("open", clock) | {"sender": "mallory"})  # content changed after signing
+        wrong_key = send(ctl, sign(b"not the secret", f"{PREFIX}/command", "open", "x", clock.now().timestamp()))
+        other_door = send(ctl, sign(SECRET, "kiosk/back/command", "open", "x", clock.now().timestamp()))
+        stale_msg = signed("open", clock)
+        clock.at += timedelta(seconds=31)
+        stale = send(ctl, stale_msg)
+        future = send(ctl, sign(SECRET, f"{PREFIX}/command", "open", "x", (clock.now() + timedelta(seconds=31)).timestamp()))
+        malformed = [send(ctl, p) for p in (b"\xff\xfe", "[]", "not json", json.dumps(signed("lockdown", clock)),
+                                           json.dumps(signed("lockdown", clock, on="yes")), json.dumps(signed("explode", clock)))]
+        assert opened(pins) == 2  # the two good opens, nothing else
+        assert replay["detail"].startswith("replayed")
+        assert unsigned["detail"] == "unsigned"
+        assert forged["detail"] == wrong_key["detail"] == other_door["detail"] == "bad signature"
+        assert stale["detail"].startswith("stale") and future["detail"].startswith("stale")
+        assert all(m["detail"].startswith("malformed") and not m["accepted"] for m in malformed)
+
+        on = send(ctl, signed("lockdown", clock, on=True))
+        assert on["accepted"] and service.lockdown.active
+        ctl.wait_for(lambda ms: any(m.topic == f"{PREFIX}/state" and json.loads(m.payload)["lockdown"] for m in ms), "lockdown in the state")
+        refused_open = send(ctl, signed("open", clock))
+        assert not refused_open["accepted"] and "lockdown" in refused_open["detail"]
+        assert opened(pins) == 2
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+        ctl.close()
+    assert Lockdown(home).active  # survives a restart
+
+    actions = rows(home, AdminAction)
+    done = [a for a in actions if a.action in ("mqtt-open", "mqtt-lockdown")]
+    assert [(a.action, a.actor, a.details["result"]) for a in done] == [
+        ("mqtt-open", "mqtt:alice-phone", "done"), ("mqtt-open", "mqtt:alice-phone", "done"),
+        ("mqtt-lockdown", "mqtt:alice-phone", "done"), ("mqtt-open", "mqtt:alice-phone", "refused: lockdown is on")]
+    refusals = [a.details["reason"] for a in actions if a.action == "mqtt-refused"]
+    assert len(refusals) == 13 and refusals[0].startswith("replayed") and refusals[1] == "unsigned"
+    remote = [e for e in rows(home, AccessEvent) if e.details.get("remote")]
+    assert len(remote) == 2 and all(e.granted and e.details["remote"] == "mqtt:alice-phone" for e in remote)
+    check = run_kiosk(["audit", "verify"], home)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_lockdown_refuses_grants_across_a_restart_and_a_replay_stays_refused(broker, home, tmp_path, detector, embedder, pins) -> None:
+    clock = SteppedClock()
+    person = dev_people()[1]
+    settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets"))
+    ctl = broker.client("controller")
+    ctl.subscribe(f"{PREFIX}/#")
+    service, bridge = build_door(settings, None, detector, embedder, clock=clock)
+    lockdown = signed("lockdown", clock, on=True)
+    try:
+        wait_online(ctl)
+        assert send(ctl, lockdown)["accepted"]
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+    # a restarted kiosk: lockdown still on, the nonce still remembered
+    seen = onlines(ctl)
+    service, bridge = build_door(settings, replay_dir(tmp_path, [(person.name, photos(person)[12])]), detector, embedder, clock=clock)
+    try:
+        wait_online(ctl, seen)
+        assert send(ctl, lockdown)["detail"].startswith("replayed")
+        service.run(threading.Event())
+        assert opened(pins) == 0
+        off = send(ctl, signed("lockdown", clock, on=False))
+        assert off["accepted"] and not service.lockdown.active
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+        ctl.close()
+    events = rows(home, AccessEvent)
+    assert events and all(not e.granted for e in events)
+    assert any(e.reason == "lockdown" and e.details["policy_reason"] for e in events)
+
+
+def test_a_client_the_acl_denies_cannot_command(broker, home, tmp_path, detector, embedder, pins) -> None:
+    clock = SteppedClock()
+    settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets"))
+    ctl = broker.client("controller")
+    ctl.subscribe(f"{PREFIX}/#")
+    viewer = broker.client("viewer")
+    service, bridge = build_door(settings, None, detector, embedder, clock=clock)
+    try:
+        wait_online(ctl)
+        viewer.publish(f"{PREFIX}/command", json.dumps(signed("open", clock)))  # validly signed, but not allowed
+        assert send(ctl, signed("reload", clock))["accepted"]  # handled after anything the viewer got through
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+        ctl.close()
+        viewer.close()
+    assert opened(pins) == 0
+    assert [a.action for a in rows(home, AdminAction) if a.action.startswith("mqtt")] == ["mqtt-reload"]
+
+
+# --- the broker away ---------------------------------------------------------------------------------
+
+
+def test_a_broker_outage_loses_nothing_across_a_kiosk_restart(broker, home, tmp_path, detector, embedder, pins) -> None:
+    people = dev_people()
+    settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets"), cooldown_seconds=0.0)
+    sub = broker.client("controller", client_id="consumer", clean_session=False)  # a persistent session, as a consumer keeps
+    sub.subscribe(f"{PREFIX}/events")
+
+    def visits(name: str, photo: int, who: list[Path]) -> Path:
+        return replay_dir(tmp_path, [(p.name, photos(p)[photo]) for p in who], name)
+
+    def all_arrived(what: str) -> list:  # type: ignore[type-arg]
+        stored = len(rows(home, AccessEvent))
+        return sub.wait_for(lambda ms: len({json.loads(m.payload)["event_id"] for m in ms}) >= stored, what)
+
+    service, bridge = build_door(settings, visits("before", 12, people[:2]), detector, embedder)
+    try:
+        service.run(threading.Event())
+        all_arrived("events before the outage")
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+    broker.stop()
+    # the broker is away: a kiosk decides visits, the broker comes back while it runs
+    service, bridge = build_door(settings, visits("during", 13, people[2:5]), detector, embedder)
+    try:
+        service.run(threading.Event())
+        assert bridge.outbox.depth() >= 3
+        broker.start()
+        all_arrived("events decided during the outage")
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+    broker.stop()
+    # away again, and the kiosk is restarted before it comes back
+    service, bridge = build_door(settings, visits("restart", 14, people[5:8]), detector, embedder)
+    try:
+        service.run(threading.Event())
+    finally:
+        bridge.stop()  # stopping with the broker away: the events wait in the outbox
+        service.relay.shutdown()
+    assert len([r for r in rows(home, OutboxMessage) if r.sent_at is None]) >= 3
+    broker.start()
+    service, bridge = build_door(settings, None, detector, embedder)
+    try:
+        got = all_arrived("events from before the restart")
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+        sub.close()
+    ids = [json.loads(m.payload)["event_id"] for m in got]
+    assert ids == [e.id for e in rows(home, AccessEvent)]  # every event exactly once, in order
+    assert len(ids) >= 8 and bridge.outbox.depth() == 0
+
+
+def test_the_outbox_prunes_only_acknowledged_rows_oldest_first(tmp_path) -> None:
+    settings = make_settings(tmp_path / "home")
+    ctx = KioskContext(settings)
+    outbox = Outbox(ctx.sessions, "t")
+    with ctx.sessions.begin() as session:
+        session.add_all(OutboxMessage(event_id=i, topic="t", payload="{}") for i in range(10))
+    ids = [r.id for r in outbox.pending(0, 100)]
+    outbox.mark_sent(ids[:6], datetime.now(timezone.utc))
+    assert outbox.depth() == 4
+    assert outbox.prune(keep_sent=2) == 4
+    left = rows(settings.home, OutboxMessage)
+    assert [r.event_id for r in left] == [4, 5, 6, 7, 8, 9] and outbox.depth() == 4
+    assert outbox.prune(keep_sent=0) == 2 and outbox.depth() == 4
