@@ -23,11 +23,13 @@ from sqlalchemy.orm import Session
 from conftest import REPO, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos, run_kiosk
 from db.models import AccessEvent, AdminAction, OutboxMessage
 from kiosk.config import CameraConfig, DoorConfig, MqttConfig, PolicyConfig, Settings
+from kiosk.admin.diagnostics import check_mqtt
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board
 from kiosk.door.lockdown import Lockdown
 from kiosk.door.relay import build_relay
 from kiosk.door.service import DoorService, build_door_service
+from kiosk.door.status import read_status
 from kiosk.integrations.mqtt_client import MqttBridge
 from kiosk.integrations.outbox import Outbox
 from kiosk.integrations.signed_commands import sign
@@ -411,7 +413,10 @@ def test_a_broker_outage_loses_nothing_across_a_kiosk_restart(broker, home, tmp_
     finally:
         bridge.stop()  # stopping with the broker away: the events wait in the outbox
         service.relay.shutdown()
-    assert len([r for r in rows(home, OutboxMessage) if r.sent_at is None]) >= 3
+    unsent = len([r for r in rows(home, OutboxMessage) if r.sent_at is None])
+    status = read_status(home)
+    assert unsent >= 3 and status is not None and status.mqtt == {"connected": False, "outbox": unsent, "broker": f"127.0.0.1:{broker.port}"}
+    assert check_mqtt(KioskContext(settings), None)[0].detail.endswith(f"{unsent} event(s) in the outbox not yet acknowledged by the broker")
     broker.start()
     service, bridge = build_door(settings, None, detector, embedder)
     try:
@@ -438,3 +443,24 @@ def test_the_outbox_prunes_only_acknowledged_rows_oldest_first(tmp_path) -> None
     left = rows(settings.home, OutboxMessage)
     assert [r.event_id for r in left] == [4, 5, 6, 7, 8, 9] and outbox.depth() == 4
     assert outbox.prune(keep_sent=0) == 2 and outbox.depth() == 4
+
+
+def test_doctor_reports_the_broker_and_the_outbox_depth(broker, tmp_path) -> None:
+    settings = make_settings(tmp_path / "home", mqtt=mqtt_config(broker, tmp_path / "secrets"))
+    ctx = KioskContext(settings)
+    with ctx.sessions.begin() as session:
+        session.add_all(OutboxMessage(event_id=i, topic="t", payload="{}") for i in range(3))
+    found = check_mqtt(ctx, None)
+    assert [f.status for f in found] == ["warn"]
+    assert found[0].detail == f"connected to 127.0.0.1:{broker.port}; 3 event(s) in the outbox not yet acknowledged by the broker"
+    settings.mqtt.password_file.chmod(0o644)
+    found = check_mqtt(ctx, None)
+    assert found[0].status == "fail" and "readable by others" in found[0].detail
+    settings.mqtt.password_file.write_text("wrong password\n")
+    settings.mqtt.password_file.chmod(0o600)
+    found = check_mqtt(ctx, None)
+    assert found[0].status == "fail" and "refused the connection" in found[0].detail and "3 event(s)" in found[0].detail
+    broker.stop()
+    found = check_mqtt(ctx, None)
+    assert found[0].status == "fail" and "cannot reach the broker" in found[0].detail
+    assert check_mqtt(KioskContext(make_settings(tmp_path / "other")), None) == []  # MQTT off: nothing to say

@@ -55,6 +55,7 @@ def run_checks(ctx: KioskContext, config_file: Path | None = None) -> list[Findi
         ("liveness", lambda: check_liveness(ctx)),
         ("gpio", lambda: check_gpio(ctx, service)),
         ("panel", lambda: check_panel(ctx, service)),
+        ("mqtt", lambda: check_mqtt(ctx, service)),
     ]
     settings = ctx.settings
     source = f"config file {config_file}" if config_file else "no config file (defaults and KIOSK_* environment)"
@@ -430,6 +431,39 @@ def _claimed(build: Callable[..., object], *args: object) -> Iterator[object]:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# --- MQTT (issue 17) --------------------------------------------------------------------------------
+
+
+def check_mqtt(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
+    """The broker (the running service's connection, or a connection of our own) and the outbox depth."""
+    from kiosk.integrations.mqtt_client import probe
+    from kiosk.integrations.outbox import Outbox
+    from kiosk.integrations.signed_commands import read_secret
+
+    cfg = ctx.settings.mqtt
+    if not cfg.enabled:
+        return []
+    where = f"{cfg.host}:{cfg.port}"
+    try:
+        if cfg.command_secret_file is not None:
+            read_secret(cfg.command_secret_file, "mqtt.command_secret_file")
+        if service is not None and service.mqtt is not None:
+            problem = None if service.mqtt.get("connected") else f"the running door service is not connected to {where}"
+        else:
+            problem = probe(ctx.settings)
+    except KioskError as exc:
+        return [Finding("mqtt", "fail", str(exc), "fix the file named (chmod 600 for secrets) or the [mqtt] settings")]
+    depth = Outbox(ctx.sessions, "").depth()
+    queued = f"{depth} event(s) in the outbox not yet acknowledged by the broker"
+    if problem:
+        return [Finding("mqtt", "fail", f"{problem}; {queued}",
+                        "check mqtt.host/port, the broker's user and password (mqtt.username, mqtt.password_file) and TLS files; "
+                        "events wait in the outbox meanwhile")]
+    who = "the running door service is connected to" if service is not None and service.mqtt is not None else "connected to"
+    return [Finding("mqtt", "ok" if depth == 0 or service is not None else "warn", f"{who} {where}; {queued}",
+                    "" if depth == 0 or service is not None else "start the door service: it publishes them")]
 
 
 def configuration_problem(exc: KioskError) -> Finding:

@@ -76,19 +76,7 @@ class MqttBridge:
         self._thread = threading.Thread(target=self._publish_loop, name="mqtt-publisher", daemon=True)
 
     def _make_client(self) -> mqtt.Client:
-        cfg = self.settings.mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
-        if cfg.username:
-            password = read_secret(cfg.password_file, "mqtt.password_file").decode() if cfg.password_file else None
-            client.username_pw_set(cfg.username, password)
-        if cfg.tls_ca_file is not None:
-            if cfg.tls_key_file is not None:
-                read_secret(cfg.tls_key_file, "mqtt.tls_key_file")  # owner-only, or refuse to start
-            try:
-                client.tls_set(ca_certs=str(cfg.tls_ca_file), certfile=str(cfg.tls_cert_file) if cfg.tls_cert_file else None,
-                               keyfile=str(cfg.tls_key_file) if cfg.tls_key_file else None, cert_reqs=ssl.CERT_REQUIRED)
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise KioskError(f"config: mqtt TLS files unusable: {exc}") from None
+        client = make_client(self.settings, self.client_id)
         client.will_set(f"{self.prefix}/availability", "offline", qos=1, retain=True)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
@@ -354,6 +342,52 @@ class MqttBridge:
         body = {"nonce": nonce if isinstance(nonce, str) else None, "command": command if isinstance(command, str) else None,
                 "accepted": accepted, "detail": detail}
         self.client.publish(f"{self.command_topic}/result", json.dumps(body), qos=1)
+
+
+def make_client(settings: Settings, client_id: str) -> mqtt.Client:
+    """A paho client with the configured credentials and TLS; secrets must be owner-only files."""
+    cfg = settings.mqtt
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    if cfg.username:
+        password = read_secret(cfg.password_file, "mqtt.password_file").decode() if cfg.password_file else None
+        client.username_pw_set(cfg.username, password)
+    if cfg.tls_ca_file is not None:
+        if cfg.tls_key_file is not None:
+            read_secret(cfg.tls_key_file, "mqtt.tls_key_file")  # owner-only, or refuse to start
+        try:
+            client.tls_set(ca_certs=str(cfg.tls_ca_file), certfile=str(cfg.tls_cert_file) if cfg.tls_cert_file else None,
+                           keyfile=str(cfg.tls_key_file) if cfg.tls_key_file else None, cert_reqs=ssl.CERT_REQUIRED)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise KioskError(f"config: mqtt TLS files unusable: {exc}") from None
+    return client
+
+
+def probe(settings: Settings, timeout: float = 5.0) -> str | None:
+    """Connect once as `kiosk doctor` (its own client id, no last will); None when the broker accepts us."""
+    cfg = settings.mqtt
+    client = make_client(settings, f"{cfg.client_id or 'kiosk-' + settings.door}-doctor")
+    answer: list[Any] = []
+    done = threading.Event()
+
+    def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        answer.append(reason)
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(cfg.host, cfg.port, keepalive=max(cfg.keepalive_seconds, 10))
+    except (OSError, ssl.SSLError) as exc:
+        return f"cannot reach the broker at {cfg.host}:{cfg.port}: {exc}"
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return f"the broker at {cfg.host}:{cfg.port} did not answer within {timeout:g} s"
+        if answer[0].is_failure:
+            return f"the broker at {cfg.host}:{cfg.port} refused the connection: {answer[0]}"
+        return None
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def _claimed(payload: bytes) -> dict[str, Any]:
