@@ -29,6 +29,7 @@ USERS = {
     "kiosk": "kiosk-secret",  # the door service
     "controller": "controller-secret",  # may send commands
     "viewer": "viewer-secret",  # may read, may not command
+    "hass": "hass-secret",  # Home Assistant: reads, and writes only the plain ha/ commands
 }
 ACL = """\
 user kiosk
@@ -43,6 +44,11 @@ topic write kiosk/+/command
 user viewer
 topic read kiosk/#
 topic read homeassistant/#
+
+user hass
+topic read kiosk/#
+topic read homeassistant/#
+topic write kiosk/+/ha/#
 """
 
 

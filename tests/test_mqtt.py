@@ -197,6 +197,7 @@ def test_discovery_is_retained_valid_json_one_device(broker, home, tmp_path, det
     assert len({json.dumps(c["device"], sort_keys=True) for c in configs.values()}) == 1
     assert {c["availability_topic"] for c in configs.values()} == {f"{PREFIX}/availability"}
     assert "unknown" in configs["event/access"]["event_types"]
+    assert not any(k.startswith(("button/", "switch/")) for k in configs)  # no unsigned controls unless turned on
     assert len({c["unique_id"] for c in configs.values()}) == len(configs)
 
 
@@ -369,6 +370,34 @@ def test_a_client_the_acl_denies_cannot_command(broker, home, tmp_path, detector
         viewer.close()
     assert opened(pins) == 0
     assert [a.action for a in rows(home, AdminAction) if a.action.startswith("mqtt")] == ["mqtt-reload"]
+
+
+def test_home_assistant_commands_only_when_turned_on_and_logged(broker, home, tmp_path, detector, embedder, pins) -> None:
+    settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets", home_assistant_commands=True))
+    hass = broker.client("hass")
+    hass.subscribe(f"{PREFIX}/#")
+    hass.subscribe("homeassistant/#")
+    service, bridge = build_door(settings, None, detector, embedder)
+    try:
+        wait_online(hass)
+        configs = {m.topic: json.loads(m.payload) for m in hass.wait_for(
+            lambda ms: len([m for m in ms if m.topic.startswith("homeassistant/")]) >= 10, "discovery") if m.topic.startswith("homeassistant/")}
+        button = configs["homeassistant/button/kiosk-front/open/config"]
+        switch = configs["homeassistant/switch/kiosk-front/lockdown/config"]
+        hass.publish(button["command_topic"], button["payload_press"])
+        hass.publish(switch["command_topic"], switch["payload_on"])
+        hass.wait_for(lambda ms: any(m.topic == f"{PREFIX}/state" and json.loads(m.payload)["lockdown"] for m in ms), "lockdown on")
+        hass.publish(button["command_topic"], "garbage")
+        hass.publish(switch["command_topic"], switch["payload_off"])
+        hass.wait_for(lambda ms: [json.loads(m.payload)["lockdown"] for m in ms if m.topic == f"{PREFIX}/state"][-1] is False, "lockdown off")
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+        hass.close()
+    assert opened(pins) == 1
+    assert [(a.actor, a.action, a.details.get("unsigned")) for a in rows(home, AdminAction) if a.action.startswith("mqtt")] == [
+        ("mqtt:home-assistant", "mqtt-open", True), ("mqtt:home-assistant", "mqtt-lockdown", True),
+        ("mqtt", "mqtt-refused", None), ("mqtt:home-assistant", "mqtt-lockdown", True)]
 
 
 # --- the broker away ---------------------------------------------------------------------------------
