@@ -242,6 +242,17 @@ def send(client, payload: dict | bytes | str) -> dict:  # type: ignore[no-untype
     return json.loads([m for m in got if m.topic == f"{PREFIX}/command/result"][before].payload)
 
 
+def readme_signed(command: str, args: dict, timestamp: float) -> dict:
+    """The README's signing recipe, written out independently of kiosk.integrations.signed_commands."""
+    import hashlib
+    import hmac
+    import secrets
+
+    message = {"command": command, "args": args, "sender": "alice-phone", "timestamp": timestamp, "nonce": secrets.token_hex(16)}
+    content = json.dumps(message | {"topic": f"{PREFIX}/command"}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return message | {"signature": hmac.new(SECRET, content.encode(), hashlib.sha256).hexdigest()}
+
+
 def signed(command: str, clock: SteppedClock, **args: object) -> dict:
     return sign(SECRET, f"{PREFIX}/command", command, "alice-phone", clock.now().timestamp(), args)
 
@@ -269,7 +280,7 @@ def test_signed_open_and_lockdown_work_and_everything_else_is_refused_and_logged
     service, bridge = build_door(settings, None, detector, embedder, clock=clock)
     try:
         wait_online(ctl)
-        ok = send(ctl, signed("open", clock))
+        ok = send(ctl, readme_signed("open", {}, int(clock.now().timestamp())))
         assert ok["accepted"] and ok["detail"] == "done"
         assert opened(pins) == 1
         until_closed(service)
