@@ -218,7 +218,7 @@ def test_last_will_marks_a_killed_kiosk_offline(broker, home, tmp_path) -> None:
         sub.wait_for(lambda ms: ms and ms[-1].payload == b"online", "online from the kiosk process")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=WAIT)
-        got = sub.wait_for(lambda ms: ms[-1].payload == b"offline", "the last will")
+        sub.wait_for(lambda ms: ms[-1].payload == b"offline", "the last will")
     finally:
         if proc.poll() is None:
             proc.kill()
