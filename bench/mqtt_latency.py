@@ -49,7 +49,7 @@ def main() -> None:
     from gpiozero.pins.mock import MockFactory
 
     from kiosk.admin.enrolment import Enroller
-    from kiosk.config import CameraConfig, DoorConfig, ModelPaths, MqttConfig, PolicyConfig, Settings
+    from kiosk.config import CameraConfig, DoorHardwareConfig, ModelPaths, MqttConfig, PolicyConfig, Settings
     from kiosk.context import KioskContext
     from kiosk.door.relay import build_relay
     from kiosk.door.service import build_door_service
@@ -68,12 +68,12 @@ def main() -> None:
     try:
         base = Settings(
             home=work / "home", models=ModelPaths(detector=DETECTOR, embedder=EMBEDDER),
-            door_hardware=DoorConfig(pin_factory="mock", pulse_seconds=0.05),
+            door_hardware=DoorHardwareConfig(pin_factory="mock", pulse_seconds=0.05),
             camera=CameraConfig(hold_frames=5, gap_frames=6), policy=PolicyConfig(cooldown_seconds=0.0),
         )
         ctx = KioskContext(base)
         chosen = sorted(p for p in DEV.iterdir() if p.is_dir())[: args.people]
-        enroller = Enroller(ctx.sessions, ctx.detector, base.crops_dir)
+        enroller = Enroller(ctx.sessions, ctx.detector, ctx.crops)
         for person in chosen:
             enroller.enroll(person.name, photos(person)[:12])
         retrain(ctx)

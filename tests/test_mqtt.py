@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from conftest import REPO, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos, run_kiosk
 from db.models import AccessEvent, AdminAction, OutboxMessage
-from kiosk.config import CameraConfig, DoorConfig, MqttConfig, PolicyConfig, Settings
+from kiosk.config import CameraConfig, DoorHardwareConfig, MqttConfig, PolicyConfig, Settings
 from kiosk.admin.diagnostics import check_mqtt
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board
@@ -95,7 +95,7 @@ def replay_dir(tmp_path: Path, pictures: list[tuple[str, Path]], name: str = "re
 
 
 def door_settings(home: Path, mqtt: MqttConfig, **policy: object) -> Settings:
-    hardware = DoorConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.2, contact_pin=CONTACT_PIN,
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.2, contact_pin=CONTACT_PIN,
                           input_pull="down", held_open_seconds=30)
     return make_settings(
         home, mqtt=mqtt, door_hardware=hardware,
