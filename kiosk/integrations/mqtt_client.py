@@ -162,6 +162,8 @@ class MqttBridge:
                 self._home_assistant_command(message.topic.rsplit("/", 1)[1], message.payload)
         except (SQLAlchemyError, KioskError, OSError) as exc:  # nothing was acted on without its log row
             log.error("MQTT command on %s not handled: %s", message.topic, exc)
+        except Exception:  # never let one message end paho's network thread (and with it the bridge)
+            log.exception("MQTT command on %s failed", message.topic)
 
     # --- the publisher thread ------------------------------------------------------------------
 
@@ -348,6 +350,8 @@ def make_client(settings: Settings, client_id: str) -> mqtt.Client:
     """A paho client with the configured credentials and TLS; secrets must be owner-only files."""
     cfg = settings.mqtt
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.suppress_exceptions = True  # a failing callback is logged (below), and paho's network thread lives on
+    client.enable_logger(log)
     if cfg.username:
         password = read_secret(cfg.password_file, "mqtt.password_file").decode() if cfg.password_file else None
         client.username_pw_set(cfg.username, password)
