@@ -153,7 +153,8 @@ class Subscriber:
         self.messages: list[mqtt.MQTTMessage] = []
         self._changed = threading.Condition()
         self._subscriptions: list[tuple[str, int]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
+        # acknowledged by hand, before the test sees the message: see `sync`
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, manual_ack=True)
         self.client.username_pw_set(user, USERS[user])
         self.client.reconnect_delay_set(0.05, 0.5)
         self.client.on_message = self._on_message
@@ -170,6 +171,7 @@ class Subscriber:
         self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        client.ack(message.mid, message.qos)
         with self._changed:
             self.messages.append(message)
             self._changed.notify_all()
@@ -185,6 +187,11 @@ class Subscriber:
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(WAIT)
+
+    def sync(self) -> None:
+        """Return once the broker has processed every acknowledgement this client sent for what the
+        test has seen: a broker stopped before that redelivers those messages on restart (QoS 1)."""
+        self.publish("sync/barrier", b"", qos=1)  # PUBACKed in order, even where the ACL drops it
 
     def on(self, topic: str) -> list[mqtt.MQTTMessage]:
         with self._changed:
