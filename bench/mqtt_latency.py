@@ -47,6 +47,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory
+    from mqtt_broker import USERS, Broker
 
     from kiosk.admin.enrolment import Enroller
     from kiosk.config import CameraConfig, DoorHardwareConfig, ModelPaths, MqttConfig, PolicyConfig, Settings
@@ -56,7 +57,6 @@ def main() -> None:
     from kiosk.integrations.mqtt_client import MqttBridge
     from kiosk.training.retrain import retrain
     from kiosk.vision.camera import ReplaySource, ResilientCamera
-    from mqtt_broker import USERS, Broker
 
     Device.pin_factory = MockFactory()
     work = Path(tempfile.mkdtemp(prefix="mqtt-bench-"))

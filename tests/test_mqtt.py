@@ -16,14 +16,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import REPO, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos, run_kiosk
 from gpiozero.pins.mock import MockFactory
+from mqtt_broker import USERS, WAIT, Broker, mosquitto_binary
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from conftest import REPO, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos, run_kiosk
 from db.models import AccessEvent, AdminAction, OutboxMessage
-from kiosk.config import CameraConfig, DoorHardwareConfig, MqttConfig, PolicyConfig, Settings
 from kiosk.admin.diagnostics import check_mqtt
+from kiosk.config import CameraConfig, DoorHardwareConfig, MqttConfig, PolicyConfig, Settings
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board
 from kiosk.door.lockdown import Lockdown
@@ -34,7 +35,6 @@ from kiosk.integrations.mqtt_client import MqttBridge
 from kiosk.integrations.outbox import Outbox
 from kiosk.integrations.signed_commands import sign
 from kiosk.vision.camera import ReplaySource, ResilientCamera
-from mqtt_broker import USERS, WAIT, Broker, mosquitto_binary
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed: run .ci/services/mosquitto")
 
