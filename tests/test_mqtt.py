@@ -95,7 +95,7 @@ def replay_dir(tmp_path: Path, pictures: list[tuple[str, Path]], name: str = "re
 
 
 def door_settings(home: Path, mqtt: MqttConfig, **policy: object) -> Settings:
-    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, pulse_seconds=0.2, contact_pin=CONTACT_PIN,
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, pulse_seconds=0.2, contact_pin=CONTACT_PIN,
                           input_pull="down", held_open_seconds=30)
     return make_settings(
         home, mqtt=mqtt, door_hardware=hardware,
