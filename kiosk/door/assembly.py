@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from kiosk.door.outputs import DoorOutput
     from kiosk.door.relay import DoorRelay
     from kiosk.door.service import DoorService
-    from kiosk.site.link import SiteLink
     from kiosk.integrations.mqtt_client import MqttBridge
+    from kiosk.site.link import SiteLink
 
 
 @dataclass

@@ -40,8 +40,8 @@ from kiosk.door.access_log import AccessLog, EventDraft
 from kiosk.door.decision_policy import DecisionPolicy, Verdict, load_access_rules
 from kiosk.door.frame_handover import FrameHandover
 from kiosk.door.frame_loop import DoorLoop, FrameResult, StageTimes
-from kiosk.door.outputs import DoorOutput, PanelNotice, RelayOutput, SendResult
 from kiosk.door.lockdown import Lockdown
+from kiosk.door.outputs import DoorOutput, PanelNotice, RelayOutput, SendResult
 from kiosk.door.relay import DoorRelay
 from kiosk.door.service_notify import ServiceNotifier
 from kiosk.door.status import PANEL_GRANTED, PANEL_REFUSED, DoorDecision, DoorStatus, write_status
