@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_outbox"
-down_revision: Union[str, Sequence[str], None] = "0006_site"
+down_revision: Union[str, Sequence[str], None] = "0004_credentials"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_site"
-down_revision: Union[str, Sequence[str], None] = "0004_credentials"
+down_revision: Union[str, Sequence[str], None] = "0005_outbox"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
