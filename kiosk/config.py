@@ -118,8 +118,25 @@ class RecognitionConfig(Section):
         "to the fp32 features; otherwise the fp32 tower runs, with a warning.",
     )
 
+    # --- issue 15: people enrolled after the CLIP version in force ---
+    awaiting_clip: Literal["refuse", "face"] = Field(
+        "refuse",
+        description="Hybrid: a person the face model knows but the CLIP version in force does not yet (enrolled "
+        "since the last CLIP retrain): refuse = refused with the reason 'awaiting retrain'; face = decided by the "
+        "face recogniser alone at awaiting_clip_threshold (the event says so).",
+    )
+    awaiting_clip_threshold: float = Field(
+        0.95,
+        ge=0.0,
+        le=1.0,
+        description="awaiting_clip = face: the face recogniser's probability required without CLIP's second "
+        "opinion; must not be below the threshold (the door's threshold applies as well).",
+    )
+
     @model_validator(mode="after")
     def _gate_below_threshold(self) -> "RecognitionConfig":
+        if self.awaiting_clip == "face" and self.awaiting_clip_threshold < self.threshold:
+            raise ValueError(f"awaiting_clip_threshold {self.awaiting_clip_threshold} is below threshold {self.threshold}: the face alone would need less than both together")
         if self.hybrid_gate > self.threshold:
             raise ValueError(f"hybrid_gate {self.hybrid_gate} is above threshold {self.threshold}: the hybrid would refuse people it should grant")
         return self
@@ -141,6 +158,25 @@ class TrainingConfig(Section):
         "every person's prompt, so fewer, larger steps make a big site's epoch far cheaper.",
     )
     large_batch_size: int = Field(1024, ge=1, description="Images per optimiser step when large_batch is on.")
+    # --- issue 15: a retrain never starves the door ---
+    threads: int = Field(
+        1,
+        ge=1,
+        description="torch and onnxruntime threads a retrain (admin app, `kiosk retrain`, the timer) may use; the "
+        "door's own threads are in the door's process and never shared with it.",
+    )
+    nice: int = Field(
+        10, ge=0, le=19, description="Added to a retrain process's niceness, so the door loop wins the CPU."
+    )
+    catch_up_people: int = Field(
+        5,
+        ge=1,
+        description="`kiosk retrain --if-due` (the hourly timer) retrains CLIP once this many enrolled people are "
+        "not yet in the CLIP version in force ...",
+    )
+    catch_up_hours: float = Field(
+        24.0, gt=0.0, description="... or once the longest of them has waited this many hours."
+    )
 
 
 class CalibrationConfig(Section):

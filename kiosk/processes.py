@@ -17,8 +17,8 @@ def process_alive(pid: int) -> bool:
 
 
 def owner() -> dict[str, object]:
-    """This process, as recorded on work another process may find half-done."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    """This process, as recorded on work another process may find half-done (with the niceness it ran at)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "nice": os.nice(0)}
 
 
 def owner_gone(record: object) -> bool:

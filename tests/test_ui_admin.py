@@ -165,6 +165,19 @@ async def _enrol_from_files(home: Path, tmp_path: Path, detector, embedder) -> N
     with db(home)() as session:
         count = session.scalar(select(func.count(FaceSample.id)).join(Person).where(Person.name == "Newcomer"))
     assert count == len(stored)
+    assert "Newcomer" in face_people_in_force(home)  # the enrolment refreshed the face model: no retrain
+
+
+def face_people_in_force(home: Path) -> list[str]:
+    """Who the face model version in force knows, read from its artifact."""
+    import json
+
+    from kiosk.recognition.model_registry import ModelRegistry
+
+    registry = ModelRegistry(db(home), home / "models")
+    run = registry.in_force("face")
+    assert run is not None
+    return json.loads((registry.verified_path(run) / "meta.json").read_text())["people"]
 
 
 def replay_camera(home: Path, frames: list, stop: threading.Event) -> None:
@@ -202,12 +215,14 @@ async def _enrol_from_camera(home: Path, detector, embedder) -> None:
             verdicts = [r[1] for r in table_text(screen.query_one("#camera-frames", DataTable))]
             assert sum(v.startswith("good") for v in verdicts) == GOOD_FRAMES
             assert f"Visitor: {GOOD_FRAMES} samples stored" in text_of(summary)
+            assert "in force" in text_of(summary) and "door picks it up" in text_of(summary)
     finally:
         stop.set()
         camera.join()
     with db(home)() as session:
         sources = list(session.scalars(select(FaceSample.source).join(Person).where(Person.name == "Visitor")))
     assert len(sources) == GOOD_FRAMES and all(Path(s).name.startswith("camera-") for s in sources)
+    assert "Visitor" in face_people_in_force(home)
     assert not list((home / "captures").glob("*/*")), "temporary frames are deleted"
     assert not list((home / "handover").glob("*")), "no handover request left behind"
 
@@ -226,10 +241,10 @@ async def _retrain(home: Path, detector, embedder) -> None:
         # Cancel before the worker thread can start: retrain() must stop and keep v1.
         screen.action_start()
         screen.action_cancel()
-        await wait_until(pilot, lambda: not screen.running, what="the cancelled retrain")
+        await wait_until(pilot, lambda: not screen.running, timeout=300, what="the cancelled retrain (its own process)")
         assert "cancelled" in text_of(stage) and "model in force unchanged: face v1" in text_of(stage)
         await pilot.press("s")
-        await wait_until(pilot, lambda: not screen.running, what="the retrain")
+        await wait_until(pilot, lambda: not screen.running, timeout=300, what="the retrain (its own process)")
         assert "done" in text_of(stage) and "face v2 in force" in text_of(stage), text_of(stage)
         compare = {r[0].strip(): r[1:] for r in table_text(screen.query_one("#compare", DataTable))}
         assert compare["face version"] == ["v1", "v2"]

@@ -102,7 +102,7 @@ def test_enrol_files(snap_compare, home: Path, detector, embedder, size, monkeyp
         screen.query_one("#enrol-paths", Input).value = " ".join(str(f.relative_to(Path.cwd())) for f in files)
         screen.query_one("#enrol-paths", Input).focus()
         await pilot.press("enter")
-        await wait_until(pilot, lambda: "Retrain" in str(screen.query_one("#enrol-summary").render()))
+        await wait_until(pilot, lambda: "door picks it up" in str(screen.query_one("#enrol-summary").render()))
 
     assert snap_compare(admin_app(home, detector, embedder), terminal_size=size, run_before=opened("f2", "people", enrol))
 
@@ -122,7 +122,7 @@ def test_camera_enrol(snap_compare, home: Path, detector, embedder, size) -> Non
         await pilot.press("c")
         await wait_until(pilot, lambda: pilot.app.screen.query("#camera-name"))
         await pilot.press(*"Visitor", "enter")
-        await wait_until(pilot, lambda: "Retrain" in str(pilot.app.screen.query_one("#camera-summary").render()))
+        await wait_until(pilot, lambda: "door picks it up" in str(pilot.app.screen.query_one("#camera-summary").render()))
 
     app = admin_app(home, detector, embedder, frame_source=camera)
     assert snap_compare(app, terminal_size=size, run_before=opened("f2", "people", capture))
@@ -133,7 +133,8 @@ def test_retrain_screen(snap_compare, home: Path, detector, embedder, size) -> N
     async def retrain(pilot) -> None:
         screen = pilot.app.screen
         await pilot.press("s")
-        await wait_until(pilot, lambda: not screen.running and "done" in str(screen.query_one("#retrain-stage").render()))
+        # the retrain runs in its own process: its start-up counts against the wait
+        await wait_until(pilot, lambda: not screen.running and "done" in str(screen.query_one("#retrain-stage").render()), timeout=300)
         with pilot.app.kiosk.sessions.begin() as session:  # the new version's real finish time, fixed for the snapshot
             session.execute(update(TrainingRun).values(finished_at=NOW))
         screen.show_in_force()

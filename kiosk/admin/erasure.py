@@ -54,6 +54,13 @@ def forget_person(ctx: KioskContext, name: str, actor: str = "cli", progress: Ca
     say = progress or (lambda _m: None)
     name = person_name(name)
     report = ErasureReport(name)
+    registry = ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir)
+    with registry.exclusive():  # no enrolment refresh may finish after this with them still in it
+        _forget(ctx, registry, name, actor, say, report)
+    return report
+
+
+def _forget(ctx: KioskContext, registry: ModelRegistry, name: str, actor: str, say: Callable[[str], None], report: ErasureReport) -> None:
     with ctx.sessions.begin() as session:
         person = session.scalar(select(Person).where(Person.name == name))
         if person is None:
@@ -62,7 +69,6 @@ def forget_person(ctx: KioskContext, name: str, actor: str = "cli", progress: Ca
         report.thumbnails = forget_thumbnails(session, ctx.settings.home, person.id)
     report.samples = remove_identity(ctx.sessions, ctx.settings.crops_dir, name, actor)
     say(f"erased {report.samples} samples, their crops and features, {report.thumbnails} event thumbnails")
-    registry = ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir)
     samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
     try:
         if samples:
@@ -78,7 +84,6 @@ def forget_person(ctx: KioskContext, name: str, actor: str = "cli", progress: Ca
             report.erased_versions.append("clip int8 image tower")
         say(f"deleted model artifacts that held them: {', '.join(report.erased_versions) or 'none'}")
         report.wal_cleared = _truncate_wal(ctx)
-    return report
 
 
 def _erase_artifacts(session: Session, registry: ModelRegistry, since: datetime, keep: int | None) -> list[str]:

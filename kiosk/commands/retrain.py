@@ -1,19 +1,45 @@
-"""`kiosk retrain`: new model versions from the stored samples, with progress on stderr."""
+"""`kiosk retrain`: new model versions from the stored samples, with progress on stderr.
+
+It runs as a background trainer (training.nice, training.threads): started from a shell or by
+the systemd timer beside the door, it must not starve the door loop. SIGTERM (`systemctl stop
+kiosk-retrain`) cancels it at its next step; the models in force stay.
+"""
 
 from __future__ import annotations
+
+import signal
+import threading
 
 import click
 
 from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
+from kiosk.training.process import background_context
 from kiosk.training.progress import RetrainProgress
 from kiosk.training.retrain import retrain
 
 
 @main.command("retrain")
 @click.option("--json", "as_json", is_flag=True, help="Print the new versions and their figures as JSON.")
+@click.option(
+    "--if-due", is_flag=True,
+    help="CLIP's catch-up (the timer's way): retrain only if people wait for CLIP past training.catch_up_people "
+    "or training.catch_up_hours, and no retrain is already running.",
+)
 @pass_kiosk
-def retrain_cmd(lazy: Lazy, as_json: bool) -> None:
+def retrain_cmd(lazy: Lazy, as_json: bool, if_due: bool) -> None:
     """Retrain the recognisers; the models in force stay until the new ones are complete."""
+    if if_due:
+        from kiosk.training.catch_up import catch_up_due, running_retrain
+
+        busy = running_retrain(lazy.kiosk)
+        due, why = catch_up_due(lazy.kiosk)
+        if busy is not None:
+            due, why = False, f"a retrain is already running ({busy.recogniser} v{busy.id}): {why}"
+        click.echo(f"catch-up retrain {'due' if due else 'not due'}: {why}", err=True)
+        if not due:
+            if as_json:
+                echo_json({"runs": {}, "due": False, "why": why})
+            return
 
     def show(p: RetrainProgress) -> None:
         if p.stage == "epoch":
@@ -27,7 +53,10 @@ def retrain_cmd(lazy: Lazy, as_json: bool) -> None:
         else:
             click.echo(f"[{p.recogniser}] {p.stage} {p.message}", err=True)
 
-    result = retrain(lazy.kiosk, show)
+    cancel = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: cancel.set())
+    result = retrain(background_context(lazy.kiosk.settings), show, cancel)
     if as_json:
         echo_json({"runs": result.runs, "metrics": result.metrics})
     else:

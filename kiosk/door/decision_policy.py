@@ -212,6 +212,8 @@ class DecisionPolicy:
             else f"not recognised: {hits} of {len(state.window)} frames >= {self.threshold:.2f} (need {self.config.min_frames})"
         )
         details = {"best_candidate": person, "frames_at_threshold": hits}
+        if prediction is not None and prediction.note and hits == 0:  # issue 15: e.g. awaiting CLIP's retrain
+            reason = prediction.note
         return self._refuse(track_id, state, None, best_p, reason, monotonic, details, prediction, index)
 
     def _someone_else(self, state: _TrackState) -> bool:
@@ -262,6 +264,8 @@ class DecisionPolicy:
         state.granted, state.person = True, person
         self._last_grant[person] = monotonic
         pred = obs.prediction
+        if pred.note:  # issue 15: granted on less than the usual evidence (the face alone), said on the event
+            details["note"] = pred.note
         return Verdict(
             obs.track_id, person, probability, True, "recognised", pred.recogniser, pred.model_version,
             state.first_seen, obs.index, tailgating=bool(strangers), details=details, liveness=liveness,

@@ -148,6 +148,7 @@ class DoorService:
         self._track_labels: dict[int, str] = {}  # replays: the file each live track was last seen in
         self._door_events: queue.SimpleQueue[DoorEvent] = queue.SimpleQueue()
         self._seen_run = self._newest_run()
+        self._model_swapped = threading.Condition()  # notified after every swap of the recogniser in force
         self._fps = 0.0
         self._status_at = 0.0
         self._status_frames = 0
@@ -189,6 +190,13 @@ class DoorService:
             lockdown=self.lockdown.active,
             mqtt=self.mqtt_status() if self.mqtt_status is not None else None,
         )
+
+    def wait_for_model(self, ready: Callable[[Recogniser], bool], timeout: float) -> bool:
+        """Block until the recogniser in force satisfies ``ready`` (checked at once and after each
+        hot reload); False if ``timeout`` seconds pass first. For callers that must know the door
+        has a change (an enrolment, a removal) in force: tests, benchmarks."""
+        with self._model_swapped:
+            return self._model_swapped.wait_for(lambda: ready(self._selection.recogniser), timeout)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -512,8 +520,10 @@ class DoorService:
         new = selection.recogniser
         if _identity(new) == _identity(old):
             return False
-        self._selection = selection
-        self.stats.reloads += 1
+        with self._model_swapped:
+            self._selection = selection
+            self.stats.reloads += 1
+            self._model_swapped.notify_all()
         log.warning("model reloaded: %s", selection.reason)
         self.notifier.status(f"model reloaded: {selection.reason}")
         return True

@@ -57,6 +57,8 @@ class Prediction:
     top: list[Candidate] = field(default_factory=list)
     # Probability that the face is nobody the model may name, where a calibration states it.
     unknown: float | None = None
+    # Said in the door's event when the answer was not the recogniser's usual one ("awaiting retrain: ...").
+    note: str | None = None
 
     @property
     def person(self) -> str | None:

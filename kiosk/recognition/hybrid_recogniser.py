@@ -18,6 +18,11 @@ above the gate (min(P_clip, P_face) <= P_face), so CLIP is not run for it and it
 with probability 0: strangers and passers-by cost no CLIP inference. The configuration keeps
 the gate at or below the threshold, which makes the shortcut exact.
 
+A person the face model knows but the CLIP version in force does not (enrolled since CLIP's
+last retrain) has no CLIP class: ``awaiting`` = "refuse" refuses them with the note "awaiting
+retrain"; "face" lets the face recogniser decide alone at ``awaiting_threshold`` (stricter than
+the door's threshold, since the second opinion is missing), noted on the event either way.
+
 At the door, faces come with their track (one person's visit), and CLIP's answer for a
 track is reused for up to ``clip_refresh_frames`` frames while the face verifier, run on
 every frame, keeps naming the person it named when CLIP last ran. CLIP is the expensive
@@ -71,17 +76,24 @@ class HybridRecogniser(Recogniser):
 
     name = NAME
 
-    def __init__(self, clip: ClipRecogniser, face: FaceRecogniser, gate: float = 0.0, clip_refresh_frames: int = 1):
+    def __init__(
+        self, clip: ClipRecogniser, face: FaceRecogniser, gate: float = 0.0, clip_refresh_frames: int = 1,
+        awaiting: str = "refuse", awaiting_threshold: float = 1.0,
+    ):
         self.clip = clip
         self.face = face
         self.gate = gate
         self.clip_refresh_frames = clip_refresh_frames
+        self.awaiting, self.awaiting_threshold = awaiting, awaiting_threshold
+        self._clip_knows = frozenset(clip.people)
         self.model_version = clip.model_version
         self._by_track: dict[int, _ClipAnswer] = {}
 
     @property
     def people(self) -> list[str]:
-        """People both models know: a person missing from either can never be granted."""
+        """People who can be granted: both models know them, or (awaiting = face) the face model alone."""
+        if self.awaiting == "face":
+            return list(self.face.people)
         known = set(self.face.people)
         return [p for p in self.clip.people if p in known]
 
@@ -105,8 +117,12 @@ class HybridRecogniser(Recogniser):
         face_preds = self.face.predict(faces, top_k=everyone)
         clip_preds: dict[int, Prediction] = {}
         fresh: list[int] = []
+        awaiting: dict[int, HybridPrediction] = {}
         for i, (face, track) in enumerate(zip(face_preds, tracks)):
             if face.probability < self.gate:
+                continue
+            if face.person is not None and face.person not in self._clip_knows:
+                awaiting[i] = self.without_clip(face, top_k)
                 continue
             kept = self._by_track.get(track) if track is not None else None
             if kept is not None and kept.face_person == face.person and kept.served < self.clip_refresh_frames:
@@ -120,9 +136,21 @@ class HybridRecogniser(Recogniser):
             if track is not None:
                 self._by_track[track] = _ClipAnswer(answer, face_preds[i].person)
         return [
-            self.combine(clip_preds[i], f, top_k) if i in clip_preds else self.gated(f, top_k)
+            awaiting[i] if i in awaiting else self.combine(clip_preds[i], f, top_k) if i in clip_preds else self.gated(f, top_k)
             for i, f in enumerate(face_preds)
         ]
+
+    def without_clip(self, face: Prediction, top_k: int = 5) -> HybridPrediction:
+        """The face verifier names someone CLIP v{n} does not know yet: refuse, or the face alone, stricter."""
+        person = face.person
+        if self.awaiting == "face":
+            alone = face.probability if face.probability >= self.awaiting_threshold else 0.0
+            note = f"awaiting retrain: {person} decided by the face recogniser alone at {self.awaiting_threshold:.2f} (not yet in CLIP v{self.model_version})"
+        else:
+            alone = 0.0
+            note = f"awaiting retrain: {person} is not yet in CLIP v{self.model_version}"
+        top = [Candidate(c.person, alone if c.person == person else 0.0, c.probability) for c in face.top[:top_k]]
+        return HybridPrediction(NAME, self.model_version, top, note=note, clip=None, face=_trimmed(face, top_k))
 
     def gated(self, face: Prediction, top_k: int = 5) -> HybridPrediction:
         """Refused on the face verifier alone: below the gate, CLIP could not change the outcome."""

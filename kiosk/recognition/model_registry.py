@@ -7,8 +7,11 @@ commit. A crash, failure or cancel before that leaves the version in force untou
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,23 @@ class ModelRegistry:
     def __init__(self, sessions: sessionmaker[Session], artifacts_dir: Path):
         self.sessions = sessions
         self.artifacts_dir = artifacts_dir
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One model build from the samples at a time on this data directory (a file lock).
+
+        A build reads the samples after taking it, so versions are numbered in the order of
+        the samples they saw: an enrolment's refresh can never be overtaken by an older
+        snapshot finishing later, and an erasure's rebuild never by a build that still holds
+        the person erased.
+        """
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with (self.artifacts_dir / ".build.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def start(self, recogniser: str, params: dict[str, Any]) -> int:
         with self.sessions.begin() as session:

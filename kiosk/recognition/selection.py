@@ -83,7 +83,10 @@ def _hybrid(ctx: KioskContext, clip: Recogniser, face: Recogniser) -> HybridReco
     from kiosk.recognition.hybrid_recogniser import HybridRecogniser
 
     recognition = ctx.settings.recognition
-    return HybridRecogniser(clip, face, recognition.hybrid_gate, recognition.hybrid_clip_refresh_frames)  # type: ignore[arg-type]
+    return HybridRecogniser(  # type: ignore[arg-type]
+        clip, face, recognition.hybrid_gate, recognition.hybrid_clip_refresh_frames,  # type: ignore[arg-type]
+        recognition.awaiting_clip, recognition.awaiting_clip_threshold,
+    )
 
 
 def _tower(clip: Recogniser) -> str:

@@ -72,13 +72,17 @@ def cached_features(
 ) -> np.ndarray:
     """Features (n, d) for the samples, encoding only those missing from the cache."""
     ids = [s.id for s in samples]
+    wanted = set(ids)
+    found: dict[int, np.ndarray] = {}
     with sessions() as session:
+        # The encoder's whole cache, filtered here: an IN list of every sample id would pass
+        # SQLite's limit on bound parameters at a few tens of thousands of samples.
         rows = session.execute(
-            select(FeatureCache.sample_id, FeatureCache.vector).where(
-                FeatureCache.encoder == encoder, FeatureCache.sample_id.in_(ids)
-            )
-        ).all()
-    found = {sid: np.frombuffer(vec, dtype=np.float32) for sid, vec in rows}
+            select(FeatureCache.sample_id, FeatureCache.vector).where(FeatureCache.encoder == encoder)
+        )
+        for sid, vec in rows:
+            if sid in wanted:
+                found[sid] = np.frombuffer(vec, dtype=np.float32)
     missing = [s for s in samples if s.id not in found]
     for start in range(0, len(missing), batch_size):
         batch = missing[start : start + batch_size]

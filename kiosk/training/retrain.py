@@ -67,9 +67,11 @@ def retrain(
 
     result = RetrainResult()
     if wanted != CLIP:
-        feats = cached_features(ctx.sessions, ctx.crops, samples, ctx.embedder.encoder_key, ctx.embedder.embed, progress=features_reporter(FACE))
-        check()
-        run_id = train_face_model(registry, ctx.embedder, samples, feats, lambda msg: report(RetrainProgress(FACE, "fit", message=msg)))
+        with registry.exclusive():  # the samples as of now, in order with enrolment refreshes
+            face_samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
+            feats = cached_features(ctx.sessions, ctx.crops, face_samples, ctx.embedder.encoder_key, ctx.embedder.embed, progress=features_reporter(FACE))
+            check()
+            run_id = train_face_model(registry, ctx.embedder, face_samples, feats, lambda msg: report(RetrainProgress(FACE, "fit", message=msg)))
         result.runs[FACE] = run_id
         result.metrics[FACE] = dict(registry.in_force(FACE).metrics)  # type: ignore[union-attr]
         report(RetrainProgress(FACE, "done", 1, 1, message=f"face model v{run_id}"))

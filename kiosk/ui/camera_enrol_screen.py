@@ -168,7 +168,7 @@ class CameraEnrolScreen(EnrolDialog):
         return (
             f"{s.person}: {s.count(STORED)} samples stored from the camera, {s.count(DUPLICATE)} duplicate, {s.count(FAILED)} refused"
             + (f" ({failed})" if failed else "")
-            + ". Retrain (F3) to use them."
+            + "."
         )
 
     def action_close(self) -> None:

@@ -1,7 +1,8 @@
 """What the two enrolment dialogs (from files, from the kiosk camera) share.
 
-Both collect photos their own way, then hand them to the same Enroller in a thread worker and
-report the outcome on one summary line; this base holds that second half once.
+Both collect photos their own way, then hand them to the same Enroller in a thread worker,
+refresh the face model (issue 15: the door knows the person without a retrain) and report the
+outcome on one summary line; this base holds that second half once.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from kiosk.admin.enrolment import Enroller, EnrollSummary, FileResult
+from kiosk.admin.enrolment import STORED, Enroller, EnrollSummary, FileResult
 from kiosk.admin.person_names import person_name
 from kiosk.errors import KioskError
+from kiosk.training.refresh import refresh_after_enrolment
 
 if TYPE_CHECKING:
     from kiosk.ui.admin_host import AdminHost
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 class EnrolFinished(Message):
     summary: EnrollSummary | None
     error: str = ""
+    refreshed: str = ""  # the face model refresh's outcome, said after the counts (issue 15)
 
 
 class EnrolDialog(ModalScreen[None]):
@@ -46,16 +49,33 @@ class EnrolDialog(ModalScreen[None]):
         kiosk = self.app.kiosk
         enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops, kiosk.settings.detection.max_side)
         try:
-            self.post_message(EnrolFinished(enroller.enroll(name, paths, progress, actor=self.app.actor)))
+            summary = enroller.enroll(name, paths, progress, actor=self.app.actor)
         except KioskError as exc:
             self.post_message(EnrolFinished(None, str(exc)))
+            return
+        self.post_message(EnrolFinished(summary, refreshed=self.refresh(summary)))
+
+    def refresh(self, summary: EnrollSummary) -> str:
+        """Refresh the face model for a person who had samples stored (so the door knows them
+        without a retrain); one sentence saying what happened."""
+        if not summary.count(STORED):
+            return "Nothing new stored: the model in force is unchanged."
+        try:
+            done = refresh_after_enrolment(self.app.kiosk, [summary.person], actor=self.app.actor)
+        except KioskError as exc:
+            return f"[red]face model not refreshed: {exc}[/] (retrain with F3)"
+        if done is None:
+            return "CLIP alone decides here: retrain (F3) to use the new samples."
+        if done.version is None:
+            return done.describe()
+        return f"Face model v{done.version} in force ({done.people} people): the door picks it up at its next check."
 
     def on_enrol_finished(self, message: EnrolFinished) -> None:
         self.running = False
         if message.summary is None:
             self.show_summary(f"[red]{message.error}[/]")
         else:
-            self.show_summary(self.outcome(message.summary))
+            self.show_summary(f"{self.outcome(message.summary)} {message.refreshed}")
 
     def outcome(self, summary: EnrollSummary) -> str:
         """The summary line for a finished enrolment."""

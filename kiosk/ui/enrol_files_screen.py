@@ -127,7 +127,7 @@ class EnrolFilesScreen(EnrolDialog):
         self.show_summary(f"{message.index}/{message.total} files done")
 
     def outcome(self, s: EnrollSummary) -> str:
-        return f"{s.person}: {s.count(STORED)} stored, {s.count('duplicate')} duplicate, {s.count(FAILED)} refused. Retrain (F3) to use the new samples."
+        return f"{s.person}: {s.count(STORED)} stored, {s.count('duplicate')} duplicate, {s.count(FAILED)} refused."
 
     def action_close(self) -> None:
         if self.running:

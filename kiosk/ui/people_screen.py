@@ -8,6 +8,7 @@ exactly what removal erases.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from db.models import FaceSample, Person
 from kiosk.admin.erasure import BACKUPS_KEEP, forget_person
 from kiosk.errors import KioskError
+from kiosk.training.catch_up import membership
 from kiosk.ui.camera_enrol_screen import CameraEnrolScreen
 from kiosk.ui.enrol_files_screen import EnrolFilesScreen
 from kiosk.ui.text import when, windows
@@ -40,6 +42,7 @@ class PersonRow:
     valid_from: str
     valid_until: str
     hours: str
+    in_model: str  # in the models in force ('yes'), or what is missing and when it comes
 
 
 def people_rows(app: AdminHost, search: str) -> list[PersonRow]:
@@ -51,9 +54,17 @@ def people_rows(app: AdminHost, search: str) -> list[PersonRow]:
     )
     if search.strip():
         query = query.where(Person.name.ilike(f"%{search.strip()}%"))
+    models = membership(app.kiosk, app.clock())
+
+    def short(t: datetime) -> str:
+        return when(t, app.tz, False)[5:]  # month-day hour:minute
+
     with app.kiosk.sessions() as session:
         return [
-            PersonRow(p.name, n, when(p.valid_from, app.tz, False), when(p.valid_until, app.tz, False), windows(p.weekly_windows))
+            PersonRow(
+                p.name, n, when(p.valid_from, app.tz, False), when(p.valid_until, app.tz, False), windows(p.weekly_windows),
+                models.describe(p.name, short),
+            )
             for p, n in session.execute(query)
         ]
 
@@ -79,7 +90,7 @@ class PeopleScreen(Screen[None]):
         yield Header()
         yield Input(placeholder="search people by name (/), Enter to list", id="search", compact=True)
         table: DataTable[str | int] = DataTable(id="people", cursor_type="row", zebra_stripes=True)
-        table.add_columns("name", "samples", "valid from", "valid until", "hours")
+        table.add_columns("name", "samples", "in model", "valid from", "valid until", "hours")
         yield table
         yield Static("", id="person-detail")
         yield Footer(compact=True)
@@ -110,7 +121,7 @@ class PeopleScreen(Screen[None]):
         table = self.query_one("#people", DataTable)
         table.clear()
         for r in rows:
-            table.add_row(r.name, r.samples, r.valid_from, r.valid_until, r.hours, key=r.name)
+            table.add_row(r.name, r.samples, r.in_model, r.valid_from, r.valid_until, r.hours, key=r.name)
         self.query_one("#person-detail", Static).update(f"{len(rows)} people" + (" match" if self.query_one("#search", Input).value else " enrolled"))
 
     def selected(self) -> str | None:

@@ -1,8 +1,9 @@
 """Retrain screen: start a retrain, watch its progress, cancel it, compare old and new figures.
 
-The retrain runs in a thread worker through `kiosk.training.retrain.retrain`, the same call as
-`kiosk retrain`; its progress callback posts messages (thread-safe) that move the bar. Cancel
-sets the event retrain() checks between steps: the model in force stays. When a version
+The retrain runs in a process of its own at a lower priority with capped threads
+(`kiosk.training.process.retrain_in_process`, the same `retrain` as `kiosk retrain`), so the
+door keeps its pace; a thread worker relays its progress as messages (thread-safe) that move
+the bar. Cancel is passed to that process, which stops at its next step: the model in force stays. When a version
 completes, its figures are shown beside those of the version it replaces.
 """
 
@@ -23,8 +24,8 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
 from db.models import TrainingRun
 from kiosk.errors import KioskError
+from kiosk.training.process import retrain_in_process
 from kiosk.training.progress import RetrainCancelled, RetrainProgress, RetrainResult
-from kiosk.training.retrain import retrain
 from kiosk.ui.text import when
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class RetrainScreen(Screen[None]):
     def run_retrain(self) -> None:
         before = versions_in_force(self.app)
         try:
-            result = retrain(self.app.kiosk, lambda p: self.post_message(Progressed(p)), self.cancel_event, actor=self.app.actor)
+            result = retrain_in_process(self.app.kiosk.settings, lambda p: self.post_message(Progressed(p)), self.cancel_event, actor=self.app.actor)
         except RetrainCancelled as exc:
             self.post_message(RetrainFinished(None, before, before, str(exc)))
             return
