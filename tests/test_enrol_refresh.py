@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from conftest import copy_home, dev_people, make_settings, photos, run_kiosk
 from db.models import AdminAction, TrainingRun
 from kiosk.admin.erasure import forget_person
-from kiosk.config import CameraConfig, DoorConfig, PolicyConfig
+from kiosk.config import CameraConfig, DoorHardwareConfig, PolicyConfig
 from kiosk.context import KioskContext
 from kiosk.door.relay import build_relay
 from kiosk.door.service import DoorService, build_door_service
@@ -80,7 +80,7 @@ class Door:
             home,
             camera=CameraConfig(stall_seconds=3600.0),
             policy=PolicyConfig(reload_check_seconds=0.1, window_frames=3, min_frames=2, track_max_missed=1, cooldown_seconds=0.0),
-            door_hardware=DoorConfig(pin_factory="mock", relay_pin=17, pulse_seconds=0.05),
+            door_hardware=DoorHardwareConfig(pin_factory="mock", relay_pin=17, relay_active_high=True, pulse_seconds=0.05),
         )
         ctx = KioskContext(settings)
         ctx.__dict__["embedder"] = embedder

@@ -53,9 +53,9 @@ class EnrolDialog(ModalScreen[None]):
         except KioskError as exc:
             self.post_message(EnrolFinished(None, str(exc)))
             return
-        self.post_message(EnrolFinished(summary, refreshed=self.refresh(summary)))
+        self.post_message(EnrolFinished(summary, refreshed=self.refresh_model(summary)))
 
-    def refresh(self, summary: EnrollSummary) -> str:
+    def refresh_model(self, summary: EnrollSummary) -> str:
         """Refresh the face model for a person who had samples stored (so the door knows them
         without a retrain); one sentence saying what happened."""
         if not summary.count(STORED):
