@@ -31,6 +31,7 @@ from kiosk.door.status import read_status
 from kiosk.training.retrain import retrain
 from kiosk.vision.camera import CameraError, Frame, ReplaySource, ResilientCamera
 from kiosk.vision.face_detection import FaceDetector
+from kiosk.vision.images import read_image
 
 RELAY_PIN, CONTACT_PIN = 17, 27
 
@@ -379,3 +380,26 @@ def test_kiosk_run_display_greets_a_granted_person_from_the_real_loop(home, tmp_
         service.relay.shutdown()
     assert shown == f"Welcome\n\n{name}"
     assert opened(pins) == 1
+
+
+# --- hardening (issue 13): a track is one person -------------------------------------------------
+
+
+def test_people_in_the_same_place_with_no_empty_frame_between_are_separate_visits(home, tmp_path, door_detector, embedder, pins) -> None:
+    """Two enrolled people, then three strangers, each photo straight after the last (gap 0)."""
+    people = dev_people()[8:10]
+    alone = [s for s in sorted(STRANGERS.iterdir()) if s.is_dir() and len(door_detector.detect(read_image(photos(s)[0])).faces) == 1]
+    strangers = alone[4:7]  # three strangers, each alone in their photo (a second face would be a visit too)
+    shown = [(p.name, photos(p)[12]) for p in people] + [("stranger", photos(s)[0]) for s in strangers]
+    source = ReplaySource.from_path(replay_dir(tmp_path, shown), CameraConfig(hold_frames=5, gap_frames=0))
+    service = build(home, source, door_detector, embedder, pins)
+    service.run(threading.Event())
+    rows = events(home)
+    grants = [e for e in rows if e.granted]
+    refusals = [e for e in rows if not e.granted]
+    assert [(e.person_name, e.details["frame"].split("-")[1]) for e in grants] == [(p.name, p.name) for p in people]
+    assert len({e.track_id for e in grants}) == 2
+    assert len(refusals) == 3 and {e.details["frame"].split("-")[1] for e in refusals} == {"stranger"}
+    assert len({e.track_id for e in refusals}) == 3 and not {e.track_id for e in refusals} & {e.track_id for e in grants}
+    assert opened(pins) == 2
+

@@ -124,7 +124,7 @@ class DoorService:
         policy = settings.policy
         self.times = StageTimes()
         self.policy = DecisionPolicy(policy, threshold_in_force(settings).value, load_access_rules(sessions))
-        tracker = FaceTracker(policy.track_iou, policy.track_max_missed)
+        tracker = FaceTracker(policy.track_iou, policy.track_max_missed, policy.track_min_similarity)
         self.loop = DoorLoop(detector, tracker, self.policy, policy.max_faces, self.times)
         thumbs = partial(save_thumbnail, settings, crops) if settings.privacy.thumbnails else None
         self.access_log = AccessLog(sessions, settings.door, settings.home, thumbs)
