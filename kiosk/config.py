@@ -8,13 +8,15 @@ drift from the code.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError, TomlConfigSettingsSource
 
 from kiosk.errors import ConfigError
 
@@ -545,6 +547,31 @@ def load_settings(config_file: Path | None = None) -> Settings:
         return cls()
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # an environment value pydantic-settings could not even parse
+        raise ConfigError(_describe_env(exc)) from None
+
+
+def _describe_env(exc: SettingsError) -> str:
+    """Name the variable: a list or table key set from the environment must be written as JSON."""
+    for name, value in sorted(os.environ.items()):
+        parts = name.removeprefix(Settings.model_config["env_prefix"]).lower().split(Settings.model_config["env_nested_delimiter"])
+        if name.startswith(Settings.model_config["env_prefix"]) and len(parts) == 2 and _is_collection(parts[0], parts[1]):
+            try:
+                json.loads(value)
+            except ValueError:
+                example = json.dumps(value.split(","))
+                return f"config: {name} must be written as JSON, e.g. {name}='{example}' (got {value!r})"
+    return f"config: cannot read the environment: {exc}"
+
+
+def _is_collection(section: str, key: str) -> bool:
+    field = Settings.model_fields.get(section)
+    annotation = field.annotation if field is not None else None
+    inner = getattr(annotation, "model_fields", {}).get(key)
+    if inner is None:
+        return False
+    target = inner.annotation
+    return target in (list, dict) or typing.get_origin(target) in (list, dict)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -562,7 +589,11 @@ def require_file(key: str, path: Path | None) -> Path:
     if path is None:
         raise ConfigError(f"config: '{key}' is not set")
     if not path.is_file():
-        raise ConfigError(f"config: '{key}' names a file that does not exist: {path}")
+        env = "KIOSK_" + "__".join(part.upper() for part in key.split("."))
+        raise ConfigError(
+            f"config: '{key}' names a file that does not exist: {path} "
+            f"(set '{key}' in the config file or {env}; README.md, \"Models and licences\", lists the models)"
+        )
     return path
 
 

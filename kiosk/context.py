@@ -7,6 +7,7 @@ settings and the admin UI and the door service build the same parts the same way
 from __future__ import annotations
 
 import logging
+import os
 from functools import cached_property
 
 from sqlalchemy import Engine
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, restrict_permissions, session_factory, upgrade
 from kiosk.config import Settings
+from kiosk.errors import ConfigError
 from kiosk.recognition.face_embedder import FaceEmbedder
 from kiosk.storage.crop_store import CropStore
 from kiosk.vision.face_detection import FaceDetector
@@ -29,11 +31,24 @@ class KioskContext:
     @cached_property
     def engine(self) -> Engine:
         """The database, migrated to the current schema on first use (first start included)."""
-        self.settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        restrict_permissions(self.settings.home)
+        self._prepare_home()
         engine = make_engine(self.settings.database_url, self.settings.database.busy_timeout_ms)
         upgrade(engine)
         return engine
+
+    def _prepare_home(self) -> None:
+        """The data directory, created private; a file or an unusable place there is one clear line."""
+        home = self.settings.home
+        where = f"the data directory (home, KIOSK_HOME) {home}"
+        if home.exists() and not home.is_dir():
+            raise ConfigError(f"config: {where} is a file, not a folder")
+        try:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            restrict_permissions(home)
+        except OSError as exc:
+            raise ConfigError(f"config: {where} cannot be created or used: {exc.strerror or exc}") from None
+        if not os.access(home, os.W_OK | os.X_OK):
+            raise ConfigError(f"config: {where} is not writable by this user")
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
