@@ -62,10 +62,10 @@ def make_engine(url: str, busy_timeout_ms: int = 10000) -> Engine:
     return engine
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions for the kiosk's database; every AccessEvent/AdminAction they add is hash-chained."""
+def session_factory(engine: Engine, audit_key: bytes | None = None) -> sessionmaker[Session]:
+    """Sessions for the kiosk's database; every AccessEvent/AdminAction they add is hash-chained (keyed with audit_key)."""
     sessions = sessionmaker(engine, expire_on_commit=False)
-    audit_chain.install(sessions)
+    audit_chain.install(sessions, audit_key)
     return sessions
 
 

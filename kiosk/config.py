@@ -342,6 +342,15 @@ class PolicyConfig(Section):
         return self
 
 
+class AuditConfig(Section):
+    key_file: Path | None = Field(
+        None,
+        description="HMAC key that chains the audit trail, so rows written by anyone without it do not verify; "
+        "must lie outside the data directory, owner-only (`kiosk audit new-key PATH`; an existing log is moved "
+        "under it once with `kiosk audit rekey`). Unset: the chain is plain sha256, which anyone can extend.",
+    )
+
+
 class PrivacyConfig(Section):
     key_file: Path | None = Field(
         None,
@@ -464,6 +473,7 @@ class Settings(BaseSettings):
     credentials: CredentialsConfig = Field(default_factory=CredentialsConfig)  # access panels (issue 16)
     osdp: OsdpConfig = Field(default_factory=OsdpConfig)
     wiegand: WiegandConfig = Field(default_factory=WiegandConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -13,10 +13,12 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.audit_chain import CHAINS, written_before_key
 from db.session import make_engine, restrict_permissions, session_factory, upgrade
 from kiosk.config import Settings
 from kiosk.errors import ConfigError
 from kiosk.recognition.face_embedder import FaceEmbedder
+from kiosk.storage.audit_key import load_audit_key
 from kiosk.storage.crop_store import CropStore
 from kiosk.vision.face_detection import FaceDetector
 
@@ -51,8 +53,24 @@ class KioskContext:
             raise ConfigError(f"config: {where} is not writable by this user")
 
     @cached_property
+    def audit_key(self) -> bytes | None:
+        """The audit chain's HMAC key (audit.key_file), checked like the crop key; None when unset."""
+        key_file = self.settings.audit.key_file
+        return None if key_file is None else load_audit_key(key_file, self.settings.home)
+
+    @cached_property
     def sessions(self) -> sessionmaker[Session]:
-        return session_factory(self.engine)
+        """Sessions that chain under the audit key; a log not yet moved under a configured key is refused."""
+        sessions = session_factory(self.engine, self.audit_key)
+        if self.audit_key is not None:
+            with sessions() as session:
+                unkeyed = [t for t in CHAINS if written_before_key(session, t, self.audit_key)]
+            if unkeyed:
+                raise ConfigError(
+                    f"the audit log ({', '.join(unkeyed)}) was written without audit.key_file: run `kiosk audit rekey` "
+                    "once to move it under the key (README.md, \"Tamper-evident audit trail\")"
+                )
+        return sessions
 
     @cached_property
     def detector(self) -> FaceDetector:
