@@ -68,7 +68,7 @@ class KioskContext:
             if unkeyed:
                 raise ConfigError(
                     f"the audit log ({', '.join(unkeyed)}) was written without audit.key_file: run `kiosk audit rekey` "
-                    "once to move it under the key (README.md, \"Tamper-evident audit trail\")"
+                    "once to move it under the key (README.md, \"Hardening: keyed audit trail, full disk, one person per track\")"
                 )
         return sessions
 
