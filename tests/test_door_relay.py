@@ -289,7 +289,7 @@ def test_jetson_backend_drives_the_same_relay(jetson_gpio: FakeJetsonGPIO) -> No
 def test_the_default_relay_is_active_low_as_the_readme_recommends(pins: MockFactory) -> None:
     assert DoorHardwareConfig().relay_active_high is False
     assert "active-low (`relay_active_high = false`, the default" in (REPO / "README.md").read_text()
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN))
     assert relay_pin(pins).state is True and not relay.is_open  # idle high: an active-low module stays off
     relay.pulse(30.0)
     assert relay_pin(pins).state is False
