@@ -128,7 +128,7 @@ def main() -> None:
     from sqlalchemy import delete
 
     from db.models import FeatureCache
-    from kiosk.config import ModelPaths, PolicyConfig, RecognitionConfig, TrainingConfig
+    from kiosk.config import ModelPaths, PolicyConfig, RecognitionConfig
     from kiosk.recognition.face_embedder import FaceEmbedder
     from kiosk.vision.face_detection import FaceDetector
 

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from door_common import DETECTOR, DEV, EMBEDDER, mock_relay, photos
 
 

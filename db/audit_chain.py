@@ -1,7 +1,11 @@
 """The tamper-evident audit trail: every access event and admin action is hash-chained.
 
 Each new row gets ``prev_hash`` (the row before it in the same table) and ``row_hash`` =
-sha256 over ``prev_hash`` and the row's immutable content. A ``before_flush`` listener on the
+HMAC-SHA256, under the audit key, over ``prev_hash`` and the row's immutable content (plain
+sha256 where no key is configured: then anyone who can write the database can also write a
+row that verifies, which is why a site sets ``audit.key_file``, kept outside the data
+directory). The key travels in the session factory's ``info``, so every session of a keyed
+factory chains and verifies with it. A ``before_flush`` listener on the
 kiosk's session factory does it, so code that adds AccessEvent or AdminAction rows through the
 ORM is chained without calling anything. Reading the last hash and inserting are one atomic
 step: on SQLite the session takes the write lock first (``BEGIN IMMEDIATE``), so the door
@@ -18,10 +22,11 @@ verification starts from it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, delete, func, insert, inspect, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +52,7 @@ LATER_HASHED: dict[type[Any], tuple[str, ...]] = {AccessEvent: ("liveness",)}  #
 _FLOATS = {"probability", "liveness"}
 _INTS = {"model_version", "track_id"}
 _BOOLS = {"granted", "tailgating"}
+SESSION_KEY = object()  # verify_chain's default: the key of the session's factory
 _PG_LOCK_KEY = 0x6B696F736B  # "kiosk": one advisory lock serialises all chain appends
 
 
@@ -78,16 +84,24 @@ class ChainReport:
         return self.broken is None
 
 
-def install(sessions: sessionmaker[Session]) -> None:
-    """Chain every AccessEvent/AdminAction the sessions of this factory add."""
+def install(sessions: sessionmaker[Session], key: bytes | None = None) -> None:
+    """Chain every AccessEvent/AdminAction the sessions of this factory add (keyed when ``key`` is given)."""
     from sqlalchemy import event
 
+    sessions.kw.setdefault("info", {})["audit_key"] = key
     event.listen(sessions, "before_flush", _before_flush)
 
 
-def content_hash(table: str, prev_hash: str | None, content: dict[str, Any]) -> str:
-    body = json.dumps({"chain": table, "prev": prev_hash, **content}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
+def content_hash(table: str, prev_hash: str | None, content: dict[str, Any], key: bytes | None = None) -> str:
+    """The row's hash: HMAC-SHA256 under ``key``; the unkeyed sha256 of logs from before keys (and of forgers)."""
+    body = json.dumps({"chain": table, "prev": prev_hash, **content}, sort_keys=True, separators=(",", ":")).encode()
+    if key is None:
+        return hashlib.sha256(body).hexdigest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def session_key(session: Session) -> bytes | None:
+    return session.info.get("audit_key")
 
 
 def row_content(row: AccessEvent | AdminAction) -> dict[str, Any]:
@@ -151,7 +165,7 @@ def _before_flush(session: Session, _context: object, _instances: object) -> Non
             tails[table] = tail_hash(conn, table)
         _normalise(obj)
         obj.prev_hash = tails[table]
-        obj.row_hash = tails[table] = content_hash(table, obj.prev_hash, row_content(obj))
+        obj.row_hash = tails[table] = content_hash(table, obj.prev_hash, row_content(obj), session_key(session))
 
 
 def _normalise(obj: AccessEvent | AdminAction) -> None:
@@ -169,9 +183,13 @@ def _normalise(obj: AccessEvent | AdminAction) -> None:
                 setattr(obj, name, kind(value))
 
 
-def verify_chain(session: Session, table: str) -> ChainReport:
-    """Walk one chain oldest to newest; the first row whose link or content does not match is named."""
+def verify_chain(session: Session, table: str, key: bytes | None | object = SESSION_KEY) -> ChainReport:
+    """Walk one chain oldest to newest; the first row whose link or content does not match is named.
+
+    Hashes are checked under the session's audit key unless ``key`` says otherwise (None: unkeyed).
+    """
     model = CHAINS[table]
+    key = session_key(session) if key is SESSION_KEY else cast("bytes | None", key)
     anchor = session.get(AuditAnchor, table)
     expected_prev = anchor.row_hash if anchor else None
     rows = 0
@@ -188,11 +206,14 @@ def verify_chain(session: Session, table: str) -> ChainReport:
                 row.id, row.time,
                 f"link broken: prev_hash {_short(row.prev_hash)} but {what} hashes to {_short(expected_prev)} "
                 "(a row was deleted, inserted or reordered)"))
-        recomputed = content_hash(table, row.prev_hash, row_content(row))
-        if recomputed != row.row_hash:
-            return ChainReport(table, rows, _anchor(anchor), head, BrokenLink(
-                row.id, row.time,
-                f"content altered: stored row_hash {_short(row.row_hash)}, content hashes to {_short(recomputed)}"))
+        recomputed = content_hash(table, row.prev_hash, row_content(row), key)
+        if not hmac.compare_digest(recomputed, row.row_hash):
+            if key is not None and content_hash(table, row.prev_hash, row_content(row)) == row.row_hash:
+                problem = ("chained without the audit key (a row forged by someone who can write the database, "
+                           "or a log from before audit.key_file was set: `kiosk audit rekey` moves such a log under the key)")
+            else:
+                problem = f"content altered: stored row_hash {_short(row.row_hash)}, content hashes to {_short(recomputed)}"
+            return ChainReport(table, rows, _anchor(anchor), head, BrokenLink(row.id, row.time, problem))
         expected_prev = head = row.row_hash
     return ChainReport(table, rows, _anchor(anchor), head, None)
 
@@ -249,3 +270,57 @@ def purge_before(session: Session, cutoff: datetime) -> list[PurgedRange]:
             conn.execute(update(AuditAnchor).where(AuditAnchor.chain == table).values(**values))
         out.append(PurgedRange(table, count, through, thumbs))
     return out
+
+
+def rekey(session: Session, key: bytes) -> dict[str, tuple[str | None, str | None]]:
+    """Move an unkeyed log under ``key``: every row's hashes recomputed as HMACs, in one transaction.
+
+    The log is verified unkeyed first (a broken chain is refused, not blessed). Links keep
+    starting from the purge anchor. Returns each chain's (unkeyed head, keyed head); the
+    caller records the old heads in an admin action and commits.
+    """
+    conn = lock_for_append(session)
+    heads: dict[str, tuple[str | None, str | None]] = {}
+    for table, model in CHAINS.items():
+        report = verify_chain(session, table, key=None)
+        if report.broken is not None:
+            raise KioskError(f"audit log {table} does not verify unkeyed, not rekeyed: {report.broken}")
+        prev = conn.execute(select(AuditAnchor.row_hash).where(AuditAnchor.chain == table)).scalar_one_or_none()
+        for row in session.scalars(select(model).order_by(model.id).execution_options(yield_per=1000)):
+            new = content_hash(table, prev, row_content(row), key)
+            conn.execute(update(model).where(model.id == row.id).values(prev_hash=prev, row_hash=new))
+            prev = new
+        heads[table] = (report.head_hash, prev)
+    session.expire_all()
+    return heads
+
+
+def written_before_key(session: Session, table: str, key: bytes) -> bool:
+    """A log from before the key: its oldest and newest rows both carry the unkeyed hash.
+
+    Only such a log is for `rekey`. A keyed log whose newest rows are unkeyed was appended to
+    by someone without the key: that is for `verify` to report, never to be rekeyed.
+    """
+    model = CHAINS[table]
+    ends = [session.scalars(select(model).order_by(order).limit(1)).first() for order in (model.id, model.id.desc())]
+    return all(
+        row is not None and row.row_hash == content_hash(table, row.prev_hash, row_content(row))
+        and row.row_hash != content_hash(table, row.prev_hash, row_content(row), key)
+        for row in ends
+    )
+
+
+def find_head(sessions: sessionmaker[Session], head: str) -> tuple[str, int] | None:
+    """The chain holding a kept head hash and how many rows came after it; None if no chain holds it.
+
+    A head equal to a purge anchor counts as found (its row was aged out by `kiosk audit purge`).
+    """
+    with sessions() as session:
+        for table, model in CHAINS.items():
+            row_id = session.scalar(select(model.id).where(model.row_hash == head))
+            if row_id is not None:
+                return table, session.scalar(select(func.count(model.id)).where(model.id > row_id)) or 0
+            anchor = session.get(AuditAnchor, table)
+            if anchor is not None and anchor.row_hash == head:
+                return table, session.scalar(select(func.count(model.id))) or 0
+    return None

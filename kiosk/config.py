@@ -8,13 +8,15 @@ drift from the code.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError, TomlConfigSettingsSource
 
 from kiosk.errors import ConfigError
 
@@ -346,6 +348,13 @@ class PolicyConfig(Section):
     track_max_missed: int = Field(
         5, ge=0, description="Frames a track survives without its face before the visit is over."
     )
+    track_min_similarity: float = Field(
+        0.3,
+        ge=-1.0,
+        le=1.0,
+        description="A face whose embedding's cosine to its track's last frame falls below this is someone else: "
+        "a new track (visit). Different people score below 0.3 in 99.6% of pairs, one person's photos above it in 96%.",
+    )
     cooldown_seconds: float = Field(
         10.0, ge=0.0, description="After a grant, the same person is not granted or logged again for this long."
     )
@@ -367,6 +376,15 @@ class PolicyConfig(Section):
         if self.min_frames > self.window_frames:
             raise ValueError(f"min_frames ({self.min_frames}) cannot exceed window_frames ({self.window_frames})")
         return self
+
+
+class AuditConfig(Section):
+    key_file: Path | None = Field(
+        None,
+        description="HMAC key that chains the audit trail, so rows written by anyone without it do not verify; "
+        "must lie outside the data directory, owner-only (`kiosk audit new-key PATH`; an existing log is moved "
+        "under it once with `kiosk audit rekey`). Unset: the chain is plain sha256, which anyone can extend.",
+    )
 
 
 class PrivacyConfig(Section):
@@ -582,6 +600,7 @@ class Settings(BaseSettings):
     wiegand: WiegandConfig = Field(default_factory=WiegandConfig)
     liveness: LivenessConfig = Field(default_factory=LivenessConfig)  # issue 14
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -670,6 +689,31 @@ def load_settings(config_file: Path | None = None) -> Settings:
         return cls()
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # an environment value pydantic-settings could not even parse
+        raise ConfigError(_describe_env(exc)) from None
+
+
+def _describe_env(exc: SettingsError) -> str:
+    """Name the variable: a list or table key set from the environment must be written as JSON."""
+    for name, value in sorted(os.environ.items()):
+        parts = name.removeprefix(Settings.model_config["env_prefix"]).lower().split(Settings.model_config["env_nested_delimiter"])
+        if name.startswith(Settings.model_config["env_prefix"]) and len(parts) == 2 and _is_collection(parts[0], parts[1]):
+            try:
+                json.loads(value)
+            except ValueError:
+                example = json.dumps(value.split(","))
+                return f"config: {name} must be written as JSON, e.g. {name}='{example}' (got {value!r})"
+    return f"config: cannot read the environment: {exc}"
+
+
+def _is_collection(section: str, key: str) -> bool:
+    field = Settings.model_fields.get(section)
+    annotation = field.annotation if field is not None else None
+    inner = getattr(annotation, "model_fields", {}).get(key)
+    if inner is None:
+        return False
+    target = inner.annotation
+    return target in (list, dict) or typing.get_origin(target) in (list, dict)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -687,7 +731,11 @@ def require_file(key: str, path: Path | None) -> Path:
     if path is None:
         raise ConfigError(f"config: '{key}' is not set")
     if not path.is_file():
-        raise ConfigError(f"config: '{key}' names a file that does not exist: {path}")
+        env = "KIOSK_" + "__".join(part.upper() for part in key.split("."))
+        raise ConfigError(
+            f"config: '{key}' names a file that does not exist: {path} "
+            f"(set '{key}' in the config file or {env}; README.md, \"Models and licences\", lists the models)"
+        )
     return path
 
 

@@ -11,8 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import STRANGERS, copy_home, photos, run_kiosk
+from tiny_clip import clip_env, clip_settings, context
+
 from db.models import TrainingRun, utcnow
 from kiosk.admin.enrolment import Enroller
 from kiosk.recognition.base import FaceCrops
@@ -20,11 +21,10 @@ from kiosk.recognition.hybrid_recogniser import HybridRecogniser
 from kiosk.recognition.selection import load_recogniser
 from kiosk.training.catch_up import catch_up_due, clip_pending, in_force
 from kiosk.training.process import retrain_in_process
-from kiosk.training.refresh import refresh_after_enrolment
 from kiosk.training.progress import RetrainCancelled, RetrainProgress
+from kiosk.training.refresh import refresh_after_enrolment
 from kiosk.vision.face_detection import primary_face
 from kiosk.vision.images import read_image
-from tiny_clip import clip_env, clip_settings, context
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 pytest_plugins = ["clip_fixtures"]

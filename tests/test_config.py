@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import run_kiosk
+from conftest import DEV, run_kiosk
 
 from kiosk.config import Settings, load_settings, require_file
 from kiosk.errors import ConfigError
@@ -63,7 +63,10 @@ def test_cli_reports_config_errors_without_traceback(tmp_path: Path) -> None:
 def test_cli_missing_model_file_is_one_line(tmp_path: Path) -> None:
     proc = run_kiosk(["enroll", "Ada", str(tmp_path)], tmp_path / "home", KIOSK_MODELS__DETECTOR="/nowhere/scrfd.onnx")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: config: 'models.detector' names a file that does not exist: /nowhere/scrfd.onnx"
+    assert proc.stderr.strip() == (
+        "error: config: 'models.detector' names a file that does not exist: /nowhere/scrfd.onnx "
+        "(set 'models.detector' in the config file or KIOSK_MODELS__DETECTOR; README.md, \"Models and licences\", lists the models)"
+    )
 
 
 def test_config_show_prints_valid_toml_of_what_is_in_force(tmp_path: Path) -> None:
@@ -87,3 +90,34 @@ def test_a_bad_config_file_does_not_poison_later_settings(tmp_path: Path) -> Non
         with pytest.raises(ConfigError):
             load_settings(missing_or_bad)
         assert Settings(home=tmp_path).door == "front"  # what make_settings and the service do
+
+
+# --- hardening (issue 13): bad environment and data directory, one line each ------------------------
+
+
+def test_a_list_key_from_the_environment_not_written_as_json_is_one_line(tmp_path: Path) -> None:
+    proc = run_kiosk(["identities"], tmp_path / "home", KIOSK_MODELS__ONNX_PROVIDERS="CUDAExecutionProvider")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: config: KIOSK_MODELS__ONNX_PROVIDERS must be written as JSON, "
+        """e.g. KIOSK_MODELS__ONNX_PROVIDERS='["CUDAExecutionProvider"]' (got 'CUDAExecutionProvider')"""
+    ]
+
+
+def test_a_provider_this_machine_lacks_falls_back_to_the_cpu_with_one_warning(tmp_path: Path) -> None:
+    proc = run_kiosk(["enroll", "Ada", str(DEV / "Naomi_Watts" / "1.jpg")], tmp_path / "home",
+                     KIOSK_MODELS__ONNX_PROVIDERS='["NoSuchExecutionProvider"]')
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "lacks NoSuchExecutionProvider; using ['CPUExecutionProvider']" in proc.stderr
+
+
+@pytest.mark.parametrize("where", ["file", "uncreatable"])
+def test_a_data_directory_that_cannot_be_one_is_one_line(tmp_path: Path, where: str) -> None:
+    home = tmp_path / "a-file"
+    home.write_text("not a folder\n")
+    if where == "uncreatable":
+        home = home / "home"  # below a file: no user, root included, can create it
+    proc = run_kiosk(["identities"], home)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    expected = "is a file, not a folder" if where == "file" else "cannot be created or used: Not a directory"
+    assert proc.stderr.strip().splitlines() == [f"error: config: the data directory (home, KIOSK_HOME) {home} {expected}"]

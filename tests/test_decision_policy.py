@@ -53,8 +53,19 @@ def test_cooldown_per_person_across_tracks() -> None:
     again = feed(policy, [[(2, "Ada", 0.9)]] * 3, t0=5.0, ended={0: [1]})  # lost and found within 10 s
     after = feed(policy, [[(3, "Ada", 0.9)]] * 3, t0=20.0, ended={0: [2]})
     assert [x.granted for x in first] == [True]
-    assert again == [] and policy.cooldown_skips == 1
+    assert [(x.granted, x.details.get("cooldown")) for x in again] == [(False, True)] and policy.cooldown_skips == 1
     assert [x.granted for x in after] == [True]
+
+
+def test_someone_named_as_a_person_in_their_cooldown_on_another_track_leaves_an_event() -> None:
+    """Serena is let in; a look-alike the recogniser takes for her arrives on a new track within 10 s."""
+    policy = DecisionPolicy(PolicyConfig(window_frames=3, min_frames=2, cooldown_seconds=10), 0.8)
+    first = feed(policy, [[(1, "Serena", 0.9)]] * 3)
+    second = feed(policy, [[(2, "Serena", 0.9)]] * 3, t0=2.0, ended={0: [1]})
+    assert [(x.track_id, x.granted) for x in first] == [(1, True)]
+    assert [(x.track_id, x.person, x.granted) for x in second] == [(2, "Serena", False)]  # logged, not opened
+    assert second[0].details == {"cooldown": True, "granted_track": 1} and "not opened again" in second[0].reason
+    assert feed(policy, [[(2, "Serena", 0.9)]] * 10, t0=3.0) == []  # once per track, not per frame
 
 
 def test_tailgating_setting_decides_whether_a_stranger_beside_refuses() -> None:
@@ -104,3 +115,18 @@ def test_tracker_keeps_a_face_across_frames_and_ends_it_after_missed_frames() ->
     assert second == first[::-1]
     assert tracker.update([]).ended == [] and tracker.update([]).ended == []
     assert sorted(tracker.update([]).ended) == sorted(first)
+
+
+def test_tracker_starts_a_new_track_when_the_face_in_the_box_is_someone_else() -> None:
+    """Same place, no empty frame between: the embedding, not the box, says who it is."""
+    tracker = FaceTracker(iou_threshold=0.3, max_missed=2, min_similarity=0.3)
+    box = np.array([10, 10, 60, 60.0])
+    ada = np.array([1.0, 0.0, 0.0])
+    ada_turning = np.array([0.8, 0.6, 0.0])  # cosine 0.8 to ada: the same person, a little changed
+    bob = np.array([0.0, 0.0, 1.0])
+    first = tracker.update([box], ada[None]).ids
+    assert tracker.update([box + 1], ada_turning[None]).ids == first
+    then = tracker.update([box + 2], bob[None])
+    assert then.ids != first and tracker.identity_splits == 1
+    assert tracker.update([box + 2], bob[None]).ids == then.ids
+    assert FaceTracker().update([box]).ids == [1]  # without embeddings, overlap alone decides

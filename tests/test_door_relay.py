@@ -21,6 +21,7 @@ from conftest import REPO, FakeJetsonGPIO
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
+from kiosk.clock import ManualClock, SystemClock
 from kiosk.config import DoorHardwareConfig
 from kiosk.door.gpio_board import open_board
 from kiosk.door.relay import build_relay, close_on_signals
@@ -48,52 +49,86 @@ def test_closed_at_start_up(pins: MockFactory, active_high: bool) -> None:
 
 
 def test_pulse_opens_then_closes_by_itself(pins: MockFactory) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
+    clock = ManualClock()
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True), clock=clock)
     pin = relay_pin(pins)
     pin.clear_states()
-    started = time.monotonic()
-    relay.pulse(0.3)
-    assert time.monotonic() - started < 0.05, "pulse must not block the door loop"
+    relay.pulse(0.3)  # returns at once: closing is the timer's job, not the door loop's
     assert relay.is_open and pin.state is True
-    time.sleep(0.45)
+    clock.advance(0.299)
+    assert relay.is_open
+    clock.advance(0.001)
     assert not relay.is_open
     assert levels(pin) == [False, True, False]
-    pin.assert_states_and_times([(0.0, False), (0.0, True), (0.3, False)])
+    relay.shutdown()
+
+
+def test_the_system_clock_closes_the_relay_on_a_timer_of_its_own(pins: MockFactory) -> None:
+    """With nobody stepping time, the real timer shuts the door (never before its time)."""
+    fired = threading.Event()
+
+    class ObservedClock(SystemClock):
+        def call_later(self, seconds, callback):  # type: ignore[no-untyped-def]
+            return super().call_later(seconds, lambda: (callback(), fired.set()))
+
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True), clock=ObservedClock())
+    started = time.monotonic()
+    relay.pulse(0.05)
+    assert fired.wait(timeout=60.0), "the relay's timer never ran"
+    assert time.monotonic() - started >= 0.05
+    assert not relay.is_open and levels(relay_pin(pins))[-2:] == [True, False]
     relay.shutdown()
 
 
 def test_active_low_pulse_drives_the_pin_low(pins: MockFactory) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=False))
+    clock = ManualClock()
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=False), clock=clock)
     pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(0.2)
-    time.sleep(0.35)
+    assert pin.state is False
+    clock.advance(0.2)
     assert levels(pin) == [True, False, True]
-    pin.assert_states_and_times([(0.0, True), (0.0, False), (0.2, True)])
     relay.shutdown()
 
 
 def test_a_second_pulse_extends_the_opening(pins: MockFactory) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
+    clock = ManualClock()
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True), clock=clock)
     pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(0.3)
-    time.sleep(0.2)
+    clock.advance(0.2)
     relay.pulse(0.3)  # a second granted person: the door stays open, without a flicker
-    time.sleep(0.45)
+    clock.advance(0.29)
+    assert relay.is_open  # 0.49 s: the first pulse alone would have closed at 0.3
+    clock.advance(0.01)
     assert levels(pin) == [False, True, False]
-    pin.assert_states_and_times([(0.0, False), (0.0, True), (0.5, False)])
+    relay.shutdown()
+
+
+def test_a_pulse_after_the_last_one_ended_is_its_own_opening(pins: MockFactory) -> None:
+    """Grants 0.2 s apart with 0.2 s pulses: two openings, whatever the machine's speed."""
+    clock = ManualClock()
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True), clock=clock)
+    pin = relay_pin(pins)
+    pin.clear_states()
+    for _ in range(3):
+        relay.pulse(0.2)
+        clock.advance(0.2)
+    assert levels(pin) == [False, True, False, True, False, True, False]
     relay.shutdown()
 
 
 def test_close_cuts_a_pulse_short_and_is_idempotent(pins: MockFactory) -> None:
-    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True))
+    clock = ManualClock()
+    relay = build_relay(DoorHardwareConfig(pin_factory="mock", relay_pin=PIN, relay_active_high=True), clock=clock)
     pin = relay_pin(pins)
     pin.clear_states()
     relay.pulse(5.0)
     relay.close()
     relay.close()
-    time.sleep(0.1)
+    clock.advance(10.0)  # the pulse's timer finds nothing to do
     assert levels(pin) == [False, True, False]
     assert not relay.is_open
     relay.shutdown()
@@ -140,7 +175,6 @@ def test_close_racing_pulses_from_threads_never_leaves_the_door_open(pins: MockF
     stop.set()
     thread.join()
     relay.close()
-    time.sleep(0.1)  # the watcher settles any pulse that raced the last close
     assert not relay.is_open and relay_pin(pins).state is False
     relay.shutdown()
 
@@ -236,11 +270,12 @@ def test_close_on_signals_keeps_the_previous_handler(pins: MockFactory) -> None:
 
 def test_jetson_backend_drives_the_same_relay(jetson_gpio: FakeJetsonGPIO) -> None:
     gpio = jetson_gpio
-    relay = build_relay(DoorHardwareConfig(pin_factory="jetson", relay_pin=PIN, relay_active_high=False))
+    clock = ManualClock()
+    relay = build_relay(DoorHardwareConfig(pin_factory="jetson", relay_pin=PIN, relay_active_high=False), clock=clock)
     assert gpio.mode == gpio.BCM
     relay.pulse(0.2)
     assert relay.is_open
-    time.sleep(0.35)
+    clock.advance(0.2)
     assert not relay.is_open
     relay.shutdown()
     # Set up closed (high), opened once (low), closed on time, and only closed from then on.

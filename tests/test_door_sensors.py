@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 from conftest import FakeJetsonGPIO
 from gpiozero.pins.mock import MockFactory
 
+from kiosk.clock import ManualClock
 from kiosk.config import DoorHardwareConfig
 from kiosk.door.relay import DoorRelay, build_relay
 from kiosk.door.sensors import DoorEvent, DoorSensors, build_sensors
@@ -22,21 +22,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[DoorEvent] = []
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
 
     def __call__(self, event: DoorEvent) -> None:
-        with self._changed:
+        with self._lock:
             self.events.append(event)
-            self._changed.notify_all()
 
     @property
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]
-
-    def wait_for(self, kind: str, timeout: float) -> DoorEvent | None:
-        with self._changed:
-            self._changed.wait_for(lambda: kind in self.kinds, timeout)
-        return next((e for e in self.events if e.kind == kind), None)
 
 
 def door(**overrides: object) -> DoorHardwareConfig:
@@ -58,46 +52,52 @@ def door(**overrides: object) -> DoorHardwareConfig:
 
 
 @pytest.fixture()
-def rig(pins: MockFactory) -> Iterator[tuple[DoorRelay, DoorSensors, Recorder]]:
+def rig(pins: MockFactory) -> Iterator[tuple[DoorRelay, DoorSensors, Recorder, ManualClock]]:
+    """Relay and sensors on one stepped clock: alarms and pulses fire when the test moves time."""
     config = door()
-    relay = build_relay(config)
+    clock = ManualClock()
+    relay = build_relay(config, clock=clock)
     recorder = Recorder()
-    sensors = build_sensors(config, relay, recorder)
-    yield relay, sensors, recorder
+    sensors = build_sensors(config, relay, recorder, clock=clock)
+    yield relay, sensors, recorder, clock
     sensors.close()
     relay.shutdown()
 
 
-def test_held_open_alarm_fires_after_the_limit_once(rig: tuple[DoorRelay, DoorSensors, Recorder], pins: MockFactory) -> None:
-    relay, sensors, recorder = rig
+Rig = tuple[DoorRelay, DoorSensors, Recorder, ManualClock]
+
+
+def test_held_open_alarm_fires_after_the_limit_once(rig: Rig, pins: MockFactory) -> None:
+    relay, sensors, recorder, clock = rig
     contact = pins.pin(CONTACT)
     relay.pulse(0.5)
-    opened = time.monotonic()
     contact.drive_high()
     assert recorder.kinds == ["opened"] and sensors.state == "open"
-    alarm = recorder.wait_for("held-open", timeout=2.0)
-    assert alarm is not None and alarm.alarm
-    assert 0.25 <= time.monotonic() - opened < 1.0
-    time.sleep(0.4)  # still open: no second alarm for the same opening
+    clock.advance(0.29)
+    assert recorder.kinds == ["opened"]  # 0.3 s is the limit: not yet
+    clock.advance(0.01)
+    alarm = recorder.events[-1]
+    assert alarm.kind == "held-open" and alarm.alarm and "0.3 s" in alarm.detail
+    clock.advance(10.0)  # still open: no second alarm for the same opening
     assert recorder.kinds == ["opened", "held-open"] and sensors.state == "held-open"
     contact.drive_low()
     assert recorder.kinds == ["opened", "held-open", "closed"] and sensors.state == "closed"
 
 
-def test_a_door_shut_in_time_raises_no_alarm(rig: tuple[DoorRelay, DoorSensors, Recorder], pins: MockFactory) -> None:
-    relay, _, recorder = rig
+def test_a_door_shut_in_time_raises_no_alarm(rig: Rig, pins: MockFactory) -> None:
+    relay, _, recorder, clock = rig
     contact = pins.pin(CONTACT)
     relay.pulse(0.5)
     contact.drive_high()
-    time.sleep(0.1)
+    clock.advance(0.1)
     contact.drive_low()
-    time.sleep(0.4)
+    clock.advance(10.0)
     assert recorder.kinds == ["opened", "closed"]
     assert not any(e.alarm for e in recorder.events)
 
 
-def test_door_opened_while_locked_is_forced(rig: tuple[DoorRelay, DoorSensors, Recorder], pins: MockFactory) -> None:
-    relay, sensors, recorder = rig
+def test_door_opened_while_locked_is_forced(rig: Rig, pins: MockFactory) -> None:
+    relay, sensors, recorder, _ = rig
     assert not relay.is_open
     pins.pin(CONTACT).drive_high()
     assert recorder.kinds == ["forced"] and recorder.events[0].alarm
@@ -106,10 +106,8 @@ def test_door_opened_while_locked_is_forced(rig: tuple[DoorRelay, DoorSensors, R
     assert recorder.kinds == ["forced", "closed"] and sensors.state == "closed"
 
 
-def test_exit_button_releases_the_lock_and_the_exit_is_not_forced(
-    rig: tuple[DoorRelay, DoorSensors, Recorder], pins: MockFactory
-) -> None:
-    relay, _, recorder = rig
+def test_exit_button_releases_the_lock_and_the_exit_is_not_forced(rig: Rig, pins: MockFactory) -> None:
+    relay, _, recorder, clock = rig
     relay_pin, button, contact = (pins.pin(p) for p in (RELAY, EXIT, CONTACT))
     relay_pin.clear_states()
     button.drive_high()  # pressed
@@ -118,21 +116,36 @@ def test_exit_button_releases_the_lock_and_the_exit_is_not_forced(
     contact.drive_high()
     contact.drive_low()
     assert recorder.kinds == ["exit-request", "opened", "closed"]
-    time.sleep(0.65)
+    clock.advance(0.49)
+    assert relay.is_open
+    clock.advance(0.01)  # pulse_seconds = 0.5
     assert [s.state for s in relay_pin.states] == [False, True, False]
-    relay_pin.assert_states_and_times([(0.0, False), (0.0, True), (0.5, False)])
 
 
 def test_an_exit_request_covers_a_door_opened_just_after_the_lock_closed(pins: MockFactory) -> None:
     config = door(pulse_seconds=0.1, exit_grace_seconds=5.0)
     recorder = Recorder()
-    with build_relay(config) as relay:
-        sensors = build_sensors(config, relay, recorder)
+    clock = ManualClock()
+    with build_relay(config, clock=clock) as relay:
+        sensors = build_sensors(config, relay, recorder, clock=clock)
         pins.pin(EXIT).drive_high()
-        time.sleep(0.2)  # the pulse is over; a slow leaver pushes the door (a mechanical exit)
+        clock.advance(0.2)  # the pulse is over; a slow leaver pushes the door (a mechanical exit)
         assert not relay.is_open
         pins.pin(CONTACT).drive_high()
         assert recorder.kinds == ["exit-request", "opened"]
+        sensors.close()
+
+
+def test_a_door_opened_after_the_exit_grace_is_forced(pins: MockFactory) -> None:
+    config = door(pulse_seconds=0.1, exit_grace_seconds=5.0)
+    recorder = Recorder()
+    clock = ManualClock()
+    with build_relay(config, clock=clock) as relay:
+        sensors = build_sensors(config, relay, recorder, clock=clock)
+        pins.pin(EXIT).drive_high()
+        clock.advance(5.01)
+        pins.pin(CONTACT).drive_high()
+        assert recorder.kinds == ["exit-request", "forced"]
         sensors.close()
 
 

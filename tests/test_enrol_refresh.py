@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import copy_home, dev_people, make_settings, photos, run_kiosk
 from sqlalchemy import func, select
 
-from conftest import copy_home, dev_people, make_settings, photos, run_kiosk
 from db.models import AdminAction, TrainingRun
 from kiosk.admin.erasure import forget_person
 from kiosk.config import CameraConfig, DoorHardwareConfig, PolicyConfig
@@ -25,7 +25,8 @@ from kiosk.context import KioskContext
 from kiosk.door.relay import build_relay
 from kiosk.door.service import DoorService, build_door_service
 from kiosk.door.status import DoorDecision
-from kiosk.recognition.face_recogniser import NAME as FACE, enrolment_scores, margins, templates_from
+from kiosk.recognition.face_recogniser import NAME as FACE
+from kiosk.recognition.face_recogniser import enrolment_scores, margins, templates_from
 from kiosk.training.refresh import refresh_face_model
 from kiosk.vision.camera import CameraSource, Frame, ResilientCamera
 

@@ -35,13 +35,13 @@ def test_duplicates_are_skipped_and_removal_erases_everything(kiosk: KioskContex
     enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops)
     files = photos(DEV / "Naomi_Watts")[:3]
     enroller.enroll("Naomi", files)
-    again = enroller.enroll("Someone Else", files[:1])
-    assert again.results[0].status == "duplicate" and "Naomi" in again.results[0].reason
+    same = enroller.enroll("Naomi", files[:1])
+    assert same.ok and same.results[0].status == "duplicate"
     assert remove_identity(kiosk.sessions, kiosk.settings.crops_dir, "Naomi") == 3
     with kiosk.sessions() as s:
         assert s.scalar(select(func.count(FaceSample.id))) == 0
         actions = [a.action for a in s.scalars(select(AdminAction).order_by(AdminAction.id))]
-    assert actions == ["enroll", "enroll", "remove"]
+    assert actions == ["enroll", "remove"]  # the duplicate-only enrolment stored nothing
     assert not any(kiosk.settings.crops_dir.rglob("*.png"))
 
 
@@ -121,3 +121,29 @@ def test_a_dangling_symlink_in_an_enrolment_folder_is_reported_not_skipped(kiosk
     assert by_name["1.jpg"].status == STORED
     assert by_name["2.jpg"].status == FAILED and "broken link" in by_name["2.jpg"].reason and "moved-away.jpg" in by_name["2.jpg"].reason
     assert not summary.ok
+
+
+# --- hardening (issue 13): an enrolment that stores nothing leaves no empty person -----------------
+
+
+def test_a_photo_already_enrolled_under_another_name_is_refused_and_no_empty_person_is_left(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    photo = str(DEV / "Naomi_Watts" / "1.jpg")
+    assert run_kiosk(["enroll", "Naomi Watts", photo], home).returncode == 0
+    proc = run_kiosk(["enroll", "Someone Else", photo], home)
+    assert proc.returncode == 1
+    assert "already enrolled for 'Naomi Watts'" in proc.stdout and "0 stored" in proc.stdout
+    listed = json.loads(run_kiosk(["identities", "--json"], home).stdout)
+    assert [p["name"] for p in listed] == ["Naomi Watts"]
+
+
+def test_a_refused_key_file_stops_enrolment_before_anything_is_stored(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    key = tmp_path / "crops.key"
+    assert run_kiosk(["privacy", "new-key", str(key)], home).returncode == 0
+    key.chmod(0o644)  # readable by everyone: refused
+    proc = run_kiosk(["enroll", "Naomi Watts", str(DEV / "Naomi_Watts" / "1.jpg")], home, KIOSK_PRIVACY__KEY_FILE=str(key))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"error: config: 'privacy.key_file' {key} is readable by other users: chmod 600 it"
+    assert json.loads(run_kiosk(["identities", "--json"], home).stdout) == []
+    assert not any((home / "crops").rglob("*")) if (home / "crops").exists() else True

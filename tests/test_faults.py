@@ -289,3 +289,48 @@ def test_a_retrain_still_running_elsewhere_is_not_abandoned(small_home: Path, tm
     assert staging.exists()
     with ctx.sessions() as s:
         assert s.get_one(TrainingRun, live).status == "running"
+
+
+# --- hardening (issue 13): a disk already full when the commands start -----------------------------
+
+
+def test_a_disk_full_at_start_reads_work_writes_say_disk_full_once(small_home: Path, tiny_disk: Path, tmp_path: Path) -> None:
+    from kiosk.commands.run import EXIT_DISK_FULL
+
+    home = copy_home(small_home, tiny_disk / "home")
+    filler = tiny_disk / "filler"
+    fill(filler)  # full before any command opens the database: no WAL index can even be made
+    person = dev_people()[0]
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    (replay / "1.jpg").symlink_to(photos(person)[12])
+    reads = {
+        "identities": ["identities"],
+        "audit": ["audit"],
+        "audit verify": ["audit", "verify"],
+        "identify": ["identify", str(photos(person)[12])],
+    }
+    for what, args in reads.items():
+        proc = run_kiosk(args, home)
+        assert proc.returncode == 0, (what, proc.stderr)
+        assert "Traceback" not in proc.stderr and "disk I/O error" not in proc.stderr, what
+    assert person.name in run_kiosk(["identities"], home).stdout
+    enrol = run_kiosk(["enroll", "Newcomer", str(photos(dev_people()[7])[0])], home)
+    assert enrol.returncode == 2
+    assert [line for line in enrol.stderr.splitlines() if not line.startswith("[")] == [
+        f"error: disk full: the database {home / 'kiosk.db'} cannot grow; free space on its disk"
+    ]
+    run = run_kiosk(["run", "--camera", str(replay)], home, KIOSK_DOOR_HARDWARE__PIN_FACTORY="mock")
+    assert run.returncode == EXIT_DISK_FULL and run.stdout == ""
+    assert run.stderr.splitlines() == [
+        f"error: disk full: {home} cannot store access events, so the door is not started (it would stay shut); "
+        "free space on its disk, then start the kiosk again"
+    ]
+    doctor = run_kiosk(["doctor"], home)
+    assert "chown" not in doctor.stdout and f"free space on the disk holding {home}" in doctor.stdout
+    for unit in ("kiosk.service", "kiosk-display.service"):  # systemd does not restart into the same full disk
+        assert f"RestartPreventExitStatus={EXIT_DISK_FULL}\n" in (REPO / "systemd" / unit).read_text()
+
+    filler.unlink()  # room again: the same data directory takes writes, nothing was lost
+    assert run_kiosk(["enroll", "Newcomer", str(photos(dev_people()[7])[0])], home).returncode == 0
+    healthy(home / "kiosk.db")

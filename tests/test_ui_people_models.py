@@ -7,13 +7,13 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from conftest import STRANGERS, copy_home, photos
 from rich.text import Text
 from textual.widgets import DataTable
+from ui_home import admin_app, base_home, sign_in, wait_until
 
-from conftest import STRANGERS, copy_home, photos
 from kiosk.admin.enrolment import Enroller
 from kiosk.training.catch_up import InForce, Membership
-from ui_home import admin_app, base_home, sign_in, wait_until
 
 NEWCOMER = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[1]
 

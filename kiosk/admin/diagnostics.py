@@ -20,7 +20,7 @@ import numpy as np
 
 from kiosk.context import KioskContext
 from kiosk.door.status import DoorStatus, read_status
-from kiosk.errors import KioskError
+from kiosk.errors import KioskError, StorageFull
 
 if TYPE_CHECKING:
     from kiosk.vision.camera import CameraSource, Frame
@@ -272,6 +272,9 @@ def check_database(ctx: KioskContext) -> list[Finding]:
             conn.execute(text("DROP TABLE doctor_write_probe"))
         if not os.access(ctx.settings.home, os.W_OK):
             raise KioskError(f"the data directory {ctx.settings.home} is not writable (crops and models go there)")
+    except StorageFull as exc:  # a full disk is not a permissions problem: chown would not help
+        return [Finding("database", "fail", f"{_safe_url(url)}: {_one_line(exc)}",
+                        f"free space on the disk holding {ctx.settings.home} (`df -h {ctx.settings.home}`)")]
     except Exception as exc:
         return [Finding("database", "fail", f"{_safe_url(url)}: {_one_line(exc)}", fix)]
     findings = [Finding("database", "ok", f"{_safe_url(url)} migrated to {revision}, writable")]

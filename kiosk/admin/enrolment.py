@@ -1,7 +1,9 @@
 """Enrolment: photos in, one aligned face sample per photo stored, every file's outcome reported.
 
 Each sample is committed on its own, after its crop is safely on disk, so an interruption or a
-bad file never costs the samples already stored.
+bad file never costs the samples already stored. The person is created in the same
+transaction as their first sample, so an enrolment that stores nothing (every photo refused,
+a photo that is already someone else's, a refused crop key) leaves no empty person behind.
 """
 
 from __future__ import annotations
@@ -99,28 +101,20 @@ class Enroller:
         actor: str = "cli",
     ) -> EnrollSummary:
         name = person_name(name)
+        self.crops.check_key()  # a refused key file stops the enrolment before anything is stored
         files = expand_paths(paths)
         summary = EnrollSummary(person=name)
-        person_id = self._person_id(name)
         for index, (path, problem) in enumerate(files, start=1):
-            result = FileResult(str(path), FAILED, problem) if problem else self._enroll_file(person_id, path)
+            result = FileResult(str(path), FAILED, problem) if problem else self._enroll_file(name, path)
             summary.results.append(result)
             if progress:
                 progress(index, len(files), result)
-        with self.sessions.begin() as session:
-            session.add(AdminAction(actor=actor, action="enroll", subject=name, details=summary.as_dict() | {"files": None}))
+        if summary.count(STORED):
+            with self.sessions.begin() as session:
+                session.add(AdminAction(actor=actor, action="enroll", subject=name, details=summary.as_dict() | {"files": None}))
         return summary
 
-    def _person_id(self, name: str) -> int:
-        with self.sessions.begin() as session:
-            person = session.scalar(select(Person).where(Person.name == name))
-            if person is None:
-                person = Person(name=name)
-                session.add(person)
-                session.flush()
-            return person.id
-
-    def _enroll_file(self, person_id: int, path: Path) -> FileResult:
+    def _enroll_file(self, name: str, path: Path) -> FileResult:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             return FileResult(str(path), FAILED, f"not an image file name ({path.suffix or 'no extension'})")
         try:
@@ -135,17 +129,21 @@ class Enroller:
             existing = session.execute(
                 select(Person.name).join(FaceSample).where(FaceSample.sha256 == digest)
             ).scalar_one_or_none()
-        if existing is not None:
+        if existing == name:
             return FileResult(str(path), DUPLICATE, f"already enrolled for {existing}")
+        if existing is not None:  # one photo cannot be two people: refused, not skipped
+            return FileResult(str(path), FAILED, f"this photo is already enrolled for {existing!r}")
         detection = self.detector.detect(image)
         face = primary_face(detection.faces, image.shape)
         if face is None:
             return FileResult(str(path), FAILED, detection.reason)
         crop = align(image, face.keypoints, CLIP_SIZE)
-        crop_path = person_dir(self.crops.crops_dir, person_id) / f"{digest}.png"
-        self.crops.write(crop_path, crop)
+        crop_path: Path | None = None
         try:
             with self.sessions.begin() as session:
+                person_id = self._person_id(session, name)
+                crop_path = person_dir(self.crops.crops_dir, person_id) / f"{digest}.png"
+                self.crops.write(crop_path, crop)
                 session.add(
                     FaceSample(
                         person_id=person_id,
@@ -158,9 +156,20 @@ class Enroller:
                     )
                 )
         except Exception:
-            crop_path.unlink(missing_ok=True)
+            if crop_path is not None:
+                crop_path.unlink(missing_ok=True)
             raise
         return FileResult(str(path), STORED, faces=len(detection.faces), score=round(face.score, 3))
+
+    @staticmethod
+    def _person_id(session: Session, name: str) -> int:
+        """The person's id, creating them inside the caller's transaction (rolled back with it)."""
+        person = session.scalar(select(Person).where(Person.name == name))
+        if person is None:
+            person = Person(name=name)
+            session.add(person)
+            session.flush()
+        return person.id
 
 
 def _floats(values: np.ndarray) -> list[float]:

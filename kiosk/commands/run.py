@@ -24,7 +24,29 @@ from kiosk.door.assembly import Door, RunOptions, run_door, start_door
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from kiosk.context import KioskContext
     from kiosk.door.status import DoorDecision
+
+
+# --- hardening (issue 13): a disk already full at start -------------------------------------------
+# A door that cannot store its events must stay shut (fail-secure), so the service does not
+# start; this exit status is in systemd/kiosk.service's RestartPreventExitStatus=, so systemd
+# does not restart it every few seconds into the same full disk: free space, then restart it.
+EXIT_DISK_FULL = 75  # EX_TEMPFAIL
+
+
+def refuse_on_a_full_disk(kiosk: KioskContext) -> None:
+    """Say it once and exit EXIT_DISK_FULL when the database could only be opened read-only."""
+    from db.session import opened_read_only
+
+    if opened_read_only(kiosk.engine):
+        click.echo(
+            f"error: disk full: {kiosk.settings.home} cannot store access events, so the door is not started "
+            "(it would stay shut); free space on its disk, then start the kiosk again",
+            err=True,
+        )
+        sys.exit(EXIT_DISK_FULL)
+# --- end hardening
 
 
 def run_display(door: Door) -> int:
@@ -95,7 +117,9 @@ def _names(items: list[tuple[str, int]]) -> str:
 @click.pass_context
 def run_cmd(ctx: click.Context, camera: str | None, hold: int | None, gap: int | None, fps: float | None, repeat: int, as_json: bool, quiet: bool, display: bool) -> None:
     """Watch the door: recognise faces, open for enrolled people, log every decision."""
-    door = start_door(ctx.find_object(Lazy).kiosk, RunOptions(camera, hold, gap, fps, repeat))
+    kiosk = ctx.find_object(Lazy).kiosk
+    refuse_on_a_full_disk(kiosk)
+    door = start_door(kiosk, RunOptions(camera, hold, gap, fps, repeat))
     if display:
         ctx.exit(run_display(door))
     if not quiet:

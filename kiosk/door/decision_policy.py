@@ -7,7 +7,8 @@ visit (track) produces one event: a grant, or a refusal once its window is full 
 K agreeing frames. A refused track that stays is logged again at most every
 ``refusal_repeat_seconds`` (someone trying their luck cannot flood the log), and a person
 just granted is not granted again within ``cooldown_seconds`` when their track is lost and
-found again. A stranger in the frame beside a granted person is tailgating: always recorded,
+found again; that other track still leaves an event (not opened, "cooldown"), since it may
+be someone else the recogniser took for them. A stranger in the frame beside a granted person is tailgating: always recorded,
 and refused when ``policy.tailgating`` says so. A person may also be limited to validity
 dates and weekly windows (the Person row); outside them the named person is refused.
 
@@ -145,7 +146,7 @@ class DecisionPolicy:
         self.rules = rules or {}
         self.liveness: LivenessGate | None = None  # issue 14: when set, a grant also needs a live track
         self._tracks: dict[int, _TrackState] = {}
-        self._last_grant: dict[str, float] = {}
+        self._last_grant: dict[str, tuple[float, int]] = {}  # person -> (monotonic time, track) of their grant
         self.suppressed_refusals = 0
         self.cooldown_skips = 0
 
@@ -239,10 +240,23 @@ class DecisionPolicy:
         strangers: list[Observation], monotonic: float, now: datetime,
     ) -> Verdict | None:
         last = self._last_grant.get(person)
-        if last is not None and monotonic - last < self.config.cooldown_seconds:
-            state.granted, state.person = True, person  # the same visit, found again: not logged or opened twice
+        if last is not None and monotonic - last[0] < self.config.cooldown_seconds:
+            state.granted, state.person = True, person  # not opened twice within the cooldown ...
             self.cooldown_skips += 1
-            return None
+            if last[1] == obs.track_id:
+                return None
+            # ... but another track named as them is a visit of its own: the same person found again,
+            # or someone the recogniser takes for them. Either way it is written down.
+            pred = obs.prediction
+            reason = (
+                f"recognised as {person} {monotonic - last[0]:.0f} s after their grant "
+                f"(cooldown {self.config.cooldown_seconds:g} s): not opened again"
+            )
+            details = {"cooldown": True, "granted_track": last[1]}
+            return Verdict(
+                obs.track_id, person, probability, False, reason, pred.recogniser, pred.model_version,
+                state.first_seen, obs.index, details=details,
+            )
         liveness = None
         if self.liveness is not None:  # issue 14
             judgement = self.liveness.judge(obs.track_id)
@@ -262,7 +276,7 @@ class DecisionPolicy:
                 reason = f"tailgating: {len(strangers)} unknown face(s) beside {person}"
                 return self._refuse(obs.track_id, state, person, probability, reason, monotonic, details, obs.prediction, obs.index, True)
         state.granted, state.person = True, person
-        self._last_grant[person] = monotonic
+        self._last_grant[person] = (monotonic, obs.track_id)
         pred = obs.prediction
         if pred.note:  # issue 15: granted on less than the usual evidence (the face alone), said on the event
             details["note"] = pred.note

@@ -95,8 +95,10 @@ class DoorLoop:
                 for size in ALIGN_SIZES.get(recogniser.name, (ARCFACE_SIZE, CLIP_SIZE)):
                     crop.at(size)
         result.crops = crops
+        with times.measure("recognise"):  # the embedding that tells people apart, kept for the prediction
+            features = recogniser.identity_features(crops) if crops else None
         with times.measure("decide"):  # tracking first: a recogniser may reuse work per track
-            update = self.tracker.update([f.box for f in faces])
+            update = self.tracker.update([f.box for f in faces], features)
             result.track_ids, result.ended = update.ids, update.ended
         with times.measure("recognise"):
             result.predictions = recogniser.predict_tracked(crops, update.ids, top_k=3) if crops else []

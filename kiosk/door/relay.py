@@ -1,7 +1,7 @@
 """The lock relay: opened for a pulse, then closed by itself; closed whenever anything goes wrong.
 
 Fail-secure is the point of this file. The relay starts closed, `pulse` schedules its own
-closing on a timer thread (so a stalled door loop cannot hold the door open), `close` is
+closing on a timer (so a stalled door loop cannot hold the door open), `close` is
 idempotent and safe from any thread or a signal handler, and `shutdown` closes it and releases
 the pin on every exit path. The door loop, the exit button and `kiosk doctor` all use the
 `DoorRelay` interface; `build_relay` picks the board (gpiozero, Jetson.GPIO, or gpiozero's mock
@@ -15,10 +15,10 @@ import logging
 import math
 import signal
 import threading
-import time
 from abc import ABC, abstractmethod
 from types import FrameType
 
+from kiosk.clock import Clock, SystemClock, Timer
 from kiosk.config import DoorHardwareConfig
 from kiosk.door.gpio_board import GpioBoard, OutputLine, open_board
 from kiosk.errors import KioskError
@@ -53,23 +53,26 @@ class DoorRelay(ABC):
 
 
 class TimedRelay(DoorRelay):
-    """A relay on one output line, closed on time by its own watcher thread.
+    """A relay on one output line, closed on time by a timer of its own on the given clock.
 
-    `close` deliberately takes no lock, so a signal handler that interrupts a `pulse` on the
-    same thread cannot deadlock; the watcher re-checks under the lock after every close and
-    shuts a door that a racing pulse left open without a deadline.
+    The timer runs on the clock (`SystemClock`: a timer thread; a test's `ManualClock`: when
+    the test steps time), so a stalled door loop cannot hold the door open, and a test counts
+    openings by stepped time, never by how fast the machine is. `close` deliberately takes no
+    lock, so a signal handler that interrupts a `pulse` on the same thread cannot deadlock; the
+    pending timer re-checks under the lock and shuts a door that a racing pulse left open
+    without a deadline. A pulse that finds the previous one overdue (its timer not yet run)
+    closes first, so every grant after a pulse has ended is its own opening.
     """
 
-    def __init__(self, line: OutputLine, description: str = ""):
+    def __init__(self, line: OutputLine, description: str = "", clock: Clock | None = None):
         self.description = description
         self._line = line
         self._line.write(False)
+        self._clock = clock or SystemClock()
         self._lock = threading.RLock()
         self._deadline: float | None = None
-        self._wake = threading.Event()
+        self._timer: Timer | None = None
         self._shut = False
-        self._watcher = threading.Thread(target=self._close_when_due, name="door-relay", daemon=True)
-        self._watcher.start()
 
     def pulse(self, seconds: float) -> None:
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
@@ -77,15 +80,19 @@ class TimedRelay(DoorRelay):
         with self._lock:
             if self._shut:
                 raise KioskError("the door relay has been shut down")
-            self._deadline = time.monotonic() + seconds
+            now = self._clock.monotonic()
+            if self._line.active and (self._deadline is None or now >= self._deadline):
+                self._line.write(False)  # the last pulse is over (its timer is late): this is a new opening
+            self._deadline = now + seconds
             self._line.write(True)
-        self._wake.set()
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._clock.call_later(seconds, self._close_when_due)
         log.info("door relay open for %.1f s", seconds)
 
     def close(self) -> None:
         self._deadline = None
         self._line.write(False)
-        self._wake.set()
 
     @property
     def is_open(self) -> bool:
@@ -97,39 +104,35 @@ class TimedRelay(DoorRelay):
             if self._shut:
                 return
             self._shut = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._line.release()
-        self._wake.set()
-        if threading.current_thread() is not self._watcher:
-            self._watcher.join(timeout=1.0)
         log.info("door relay closed and released")
 
     def _close_when_due(self) -> None:
-        timeout: float | None = None
-        while True:
-            self._wake.wait(timeout)
-            self._wake.clear()
-            with self._lock:
-                if self._shut:
-                    return
-                deadline, now = self._deadline, time.monotonic()
-                if deadline is not None and now < deadline:
-                    timeout = deadline - now
-                    continue
-                self._deadline, timeout = None, None
-                if self._line.active:
-                    self._line.write(False)
-                    log.info("door relay closed")
+        with self._lock:
+            if self._shut:
+                return
+            deadline = self._deadline
+            if deadline is not None and self._clock.monotonic() < deadline:
+                return  # a newer pulse extended the opening; its own timer closes it
+            self._deadline = None
+            if self._line.active:
+                self._line.write(False)
+                log.info("door relay closed")
 
 
-def build_relay(config: DoorHardwareConfig, board: GpioBoard | None = None) -> DoorRelay:
+def build_relay(config: DoorHardwareConfig, board: GpioBoard | None = None, clock: Clock | None = None) -> DoorRelay:
     """The configured relay, closed, and shut down at interpreter exit whatever else happens.
 
-    `board` lets the door sensors share the relay's GPIO backend.
+    `board` lets the door sensors share the relay's GPIO backend; `clock` times the pulses
+    (the door service's clock, so a replay under a stepped clock counts pulses exactly).
     """
     board = board or open_board(config)
     line = board.output(config.relay_pin, config.relay_active_high)
     level = "active-high" if config.relay_active_high else "active-low"
-    relay = TimedRelay(line, f"relay on pin {config.relay_pin} ({level}) via {board.description}")
+    relay = TimedRelay(line, f"relay on pin {config.relay_pin} ({level}) via {board.description}", clock)
     atexit.register(relay.shutdown)
     log.info("door %s", relay.description)
     return relay

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal
 
+from kiosk.clock import Clock, SystemClock, Timer
 from kiosk.config import DoorHardwareConfig
 from kiosk.door.gpio_board import GpioBoard, InputLine, open_board
 from kiosk.door.relay import DoorRelay
@@ -46,14 +46,15 @@ EventCallback = Callable[[DoorEvent], None]
 class DoorSensors:
     """Watches the configured inputs; without a contact or exit pin it watches nothing."""
 
-    def __init__(self, config: DoorHardwareConfig, relay: DoorRelay, board: GpioBoard, on_event: EventCallback):
+    def __init__(self, config: DoorHardwareConfig, relay: DoorRelay, board: GpioBoard, on_event: EventCallback, clock: Clock | None = None):
         self._config = config
+        self._clock = clock or SystemClock()  # the held-open alarm and the exit grace run on it
         self._relay = relay
         self._on_event = on_event
         self._lock = threading.RLock()
         self._opened_at: float | None = None  # monotonic time the door opened; None while closed
         self._forced = False
-        self._held_alarm: threading.Timer | None = None
+        self._held_alarm: Timer | None = None
         self._held_alarm_raised = False
         self._last_exit_request = -float("inf")
         self._contact: InputLine | None = None
@@ -110,7 +111,7 @@ class DoorSensors:
         if high != (self._config.exit_pressed_level == "high"):
             return  # released
         with self._lock:
-            self._last_exit_request = time.monotonic()
+            self._last_exit_request = self._clock.monotonic()
         try:
             self._relay.pulse(self._config.pulse_seconds)
             detail = f"lock released for {self._config.pulse_seconds:g} s"
@@ -124,14 +125,12 @@ class DoorSensors:
         with self._lock:
             if self._opened_at is not None:
                 return
-            now = time.monotonic()
+            now = self._clock.monotonic()
             self._opened_at = now
             self._held_alarm_raised = False
             authorised = self._relay.is_open or now - self._last_exit_request <= self._config.exit_grace_seconds
             self._forced = not authorised and not at_start
-            self._held_alarm = threading.Timer(self._config.held_open_seconds, self._held_open)
-            self._held_alarm.daemon = True
-            self._held_alarm.start()
+            self._held_alarm = self._clock.call_later(self._config.held_open_seconds, self._held_open)
         if self._forced:
             self._emit("forced", "door opened while the lock was closed and no exit was requested")
         else:
@@ -141,7 +140,7 @@ class DoorSensors:
         with self._lock:
             if self._opened_at is None:
                 return
-            seconds = time.monotonic() - self._opened_at
+            seconds = self._clock.monotonic() - self._opened_at
             self._opened_at = None
             self._forced = False
             self._cancel_held_alarm()
@@ -152,7 +151,7 @@ class DoorSensors:
             if self._opened_at is None or self._held_alarm_raised:
                 return
             self._held_alarm_raised = True
-            seconds = time.monotonic() - self._opened_at
+            seconds = self._clock.monotonic() - self._opened_at
         self._emit("held-open", f"door open for {seconds:.1f} s (limit {self._config.held_open_seconds:g} s)")
 
     def _cancel_held_alarm(self) -> None:
@@ -161,7 +160,7 @@ class DoorSensors:
             self._held_alarm = None
 
     def _emit(self, kind: EventKind, detail: str) -> None:
-        event = DoorEvent(kind, datetime.now(timezone.utc), detail)
+        event = DoorEvent(kind, self._clock.now(), detail)
         (log.warning if event.alarm else log.info)("door %s: %s", kind, detail)
         try:
             self._on_event(event)
@@ -170,7 +169,7 @@ class DoorSensors:
 
 
 def build_sensors(
-    config: DoorHardwareConfig, relay: DoorRelay, on_event: EventCallback, board: GpioBoard | None = None
+    config: DoorHardwareConfig, relay: DoorRelay, on_event: EventCallback, board: GpioBoard | None = None, clock: Clock | None = None
 ) -> DoorSensors:
-    """The configured door contact and exit button on the same GPIO backend as the relay."""
-    return DoorSensors(config, relay, board or open_board(config), on_event)
+    """The configured door contact and exit button on the same GPIO backend (and clock) as the relay."""
+    return DoorSensors(config, relay, board or open_board(config), on_event, clock)

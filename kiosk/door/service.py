@@ -130,7 +130,7 @@ class DoorService:
         policy = settings.policy
         self.times = StageTimes()
         self.policy = DecisionPolicy(policy, threshold_in_force(settings).value, load_access_rules(sessions))
-        tracker = FaceTracker(policy.track_iou, policy.track_max_missed)
+        tracker = FaceTracker(policy.track_iou, policy.track_max_missed, policy.track_min_similarity)
         # --- liveness (issue 14) ---
         self.liveness_setup = liveness
         gate = None

@@ -25,6 +25,9 @@ class FaceCrops:
             raise ValueError("need an image with keypoints, or an aligned crop")
         self._image, self._keypoints = image, keypoints
         self._by_size: dict[int, np.ndarray] = {} if crop is None else {crop.shape[0]: crop}
+        # Feature vectors already computed for this face, by encoder: the door's tracker and the
+        # recogniser read the same embedding, computed once.
+        self.features: dict[str, np.ndarray] = {}
 
     @classmethod
     def from_crop(cls, crop: np.ndarray) -> FaceCrops:
@@ -102,6 +105,13 @@ class Recogniser(ABC):
     def forget_tracks(self, ended: Sequence[int]) -> None:
         """These visits are over: drop anything kept for them (nothing, unless predict_tracked keeps it)."""
 
+    def identity_features(self, faces: list[FaceCrops]) -> np.ndarray | None:
+        """Unit face embeddings (n, d) that tell people apart, for the tracker; None if this recogniser has none.
+
+        Kept on the crops, so the prediction that follows on the same frame does not compute them again.
+        """
+        return None
+
 
 class MatrixRecogniser(Recogniser):
     """Faces encoded to unit vectors, compared by cosine with one vector per enrolled person.
@@ -127,11 +137,20 @@ class MatrixRecogniser(Recogniser):
     def probabilities(self, row: np.ndarray) -> np.ndarray:
         """Each person's probability from one face's row of cosines."""
 
+    def encoded(self, faces: list[FaceCrops]) -> np.ndarray:
+        """`encode`, reusing what was already computed for a face this frame (the tracker's features)."""
+        key = f"{type(self).__name__}@{id(self)}"
+        missing = [f for f in faces if key not in f.features]
+        if missing:
+            for face, vector in zip(missing, self.encode(missing)):
+                face.features[key] = vector
+        return np.stack([f.features[key] for f in faces])
+
     def scores(self, faces: list[FaceCrops]) -> np.ndarray:
         """Cosine of each face (rows) to each person's vector (columns)."""
         if not faces:
             return np.zeros((0, len(self._people)), dtype=np.float32)
-        return self.encode(faces) @ self.classes.T
+        return self.encoded(faces) @ self.classes.T
 
     def predict(self, faces: list[FaceCrops], top_k: int = 5) -> list[Prediction]:
         return [self.prediction_from_scores(row, top_k) for row in self.scores(faces)]

@@ -192,6 +192,9 @@ class FaceRecogniser(MatrixRecogniser):
     def encode(self, faces: list[FaceCrops]) -> np.ndarray:
         return self.embedder.embed([f.at(self.embedder.size) for f in faces])
 
+    def identity_features(self, faces: list[FaceCrops]) -> np.ndarray | None:
+        return self.encoded(faces) if faces else None
+
     def probabilities(self, row: np.ndarray) -> np.ndarray:
         return self.score_model(row)
 

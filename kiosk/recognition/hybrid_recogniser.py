@@ -38,6 +38,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from kiosk.recognition.base import Candidate, FaceCrops, Prediction, Recogniser
 from kiosk.recognition.clip_recogniser import ClipRecogniser
 from kiosk.recognition.face_recogniser import FaceRecogniser
@@ -111,6 +113,10 @@ class HybridRecogniser(Recogniser):
     def forget_tracks(self, ended: Sequence[int]) -> None:
         for track in ended:
             self._by_track.pop(track, None)
+
+    def identity_features(self, faces: list[FaceCrops]) -> np.ndarray | None:
+        """The face verifier's embeddings: it runs on every face every frame anyway (CLIP's do not tell faces apart)."""
+        return self.face.identity_features(faces)
 
     def _predict(self, faces: list[FaceCrops], tracks: list[int | None], top_k: int) -> list[Prediction]:
         everyone = max(len(self.clip.people), len(self.face.people))

@@ -90,6 +90,10 @@ class CropStore:
             self._cipher = load_key(self.key_file, self.home)
         return self._cipher
 
+    def check_key(self) -> None:
+        """Load the configured key now (ConfigError if refused), before work that would store anything."""
+        self._fernet()
+
     def write(self, path: Path, crop: np.ndarray) -> None:
         """PNG (lossless), encrypted when a key is configured, written to a temporary name, fsynced, renamed."""
         ok, buf = cv2.imencode(".png", crop)

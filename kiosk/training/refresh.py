@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from db.models import AdminAction
 from kiosk.context import KioskContext
-from kiosk.recognition.face_recogniser import NAME as FACE, train_face_model
+from kiosk.recognition.face_recogniser import NAME as FACE
+from kiosk.recognition.face_recogniser import train_face_model
 from kiosk.recognition.model_registry import ModelRegistry
 from kiosk.storage.samples import cached_features, load_samples
 

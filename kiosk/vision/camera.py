@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kiosk.clock import Clock, SystemClock
 from kiosk.config import CameraConfig
 from kiosk.errors import ImageError, KioskError
 from kiosk.vision.images import IMAGE_SUFFIXES, decode_image, image_files
@@ -72,26 +73,31 @@ class ReplaySource(CameraSource):
     camera, and the replay resumes at the same frame once it is back.
     """
 
-    def __init__(self, files: list[Path], root: Path, hold: int = 1, gap: int = 0, fps: float = 0.0, repeat: int = 1):
+    def __init__(
+        self, files: list[Path], root: Path, hold: int = 1, gap: int = 0, fps: float = 0.0, repeat: int = 1,
+        clock: Clock | None = None,
+    ):
         if not files:
             raise CameraError(f"camera: no image files to replay in {root}")
         self.files, self.root = files, root
         self.hold, self.gap, self.fps, self.repeat = hold, gap, fps, repeat
+        self.clock = clock or SystemClock()  # paces the replay (a test steps it instead of sleeping)
         self.description = f"replay of {len(files)} images from {root}" + (f" x{repeat}" if repeat > 1 else "")
         self._per_file = hold + gap
         self._total = len(files) * self._per_file * repeat
         self._next = 0
         self._start: float | None = None
         self._cached: tuple[int, np.ndarray] | None = None
+        self.unreadable: set[int] = set()  # files that could not be decoded: skipped, logged once
 
     @classmethod
-    def from_path(cls, path: Path, config: CameraConfig, repeat: int = 1) -> ReplaySource:
+    def from_path(cls, path: Path, config: CameraConfig, repeat: int = 1, clock: Clock | None = None) -> ReplaySource:
         if path.is_dir():
             files = image_files(path)
             root = path
         else:
             files, root = [path], path.parent
-        return cls(files, root, config.hold_frames, config.gap_frames, config.replay_fps, repeat)
+        return cls(files, root, config.hold_frames, config.gap_frames, config.replay_fps, repeat, clock)
 
     def open(self) -> None:
         if not self.root.is_dir():
@@ -109,15 +115,21 @@ class ReplaySource(CameraSource):
         return self._total
 
     def read(self) -> Frame | None:
-        if self.exhausted:
-            return None
-        now = time.monotonic()
+        while not self.exhausted:
+            frame = self._read_next()
+            if frame is not None:
+                return frame
+        return None
+
+    def _read_next(self) -> Frame | None:
+        """The next frame; None when its file cannot be shown (the file is skipped, said once)."""
+        now = self.clock.monotonic()
         if self.fps > 0:
             if self._start is None:
                 self._start = now - self._next / self.fps
             due = int((now - self._start) * self.fps)
             if due < self._next:  # like a live camera: wait for the next frame
-                time.sleep((self._next - due) / self.fps)
+                self.clock.sleep((self._next - due) / self.fps)
                 due = self._next
             if due > self._next:
                 skipped = min(due, self._total - 1) - self._next
@@ -126,19 +138,34 @@ class ReplaySource(CameraSource):
         seq = self._next
         file_index, within = divmod(seq % (len(self.files) * self._per_file), self._per_file)
         image = self._image(file_index)
+        if image is None:
+            self._next = seq - within + self._per_file  # on to the next file's first frame
+            return None
         self._next += 1
         if within >= self.hold:
-            return Frame(np.zeros_like(image), seq, time.monotonic(), GAP_LABEL)
-        return Frame(image, seq, time.monotonic(), self.files[file_index].relative_to(self.root).as_posix())
+            return Frame(np.zeros_like(image), seq, self.clock.monotonic(), GAP_LABEL)
+        return Frame(image, seq, self.clock.monotonic(), self.files[file_index].relative_to(self.root).as_posix())
 
-    def _image(self, index: int) -> np.ndarray:
+    def _image(self, index: int) -> np.ndarray | None:
+        """The file's image; None for a file that is empty, corrupt or gone from a folder still there.
+
+        A missing folder is a camera failure (retried, and the replay resumes at the same
+        frame); one bad file is not: retrying it forever would stall the replay, so it is
+        logged once and skipped, every time the replay comes round to it.
+        """
         if self._cached is not None and self._cached[0] == index:
             return self._cached[1]
+        if index in self.unreadable:
+            return None
         path = self.files[index]
         try:
             image = decode_image(path.read_bytes())
         except (OSError, ImageError) as exc:
-            raise CameraError(f"camera: cannot read replayed frame {path}: {exc}") from None
+            if not self.root.is_dir():
+                raise CameraError(f"camera: cannot read replayed frame {path}: {exc}") from None
+            self.unreadable.add(index)
+            log.warning("camera: skipping replayed file %s: %s", path, exc)
+            return None
         self._cached = (index, image)
         return image
 

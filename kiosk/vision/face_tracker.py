@@ -1,10 +1,13 @@
-"""Which face in this frame is which face from the last frames: greedy IoU association.
+"""Which face in this frame is which face from the last frames: greedy IoU association, checked by identity.
 
 A track is one person's visit at the door; the decision policy counts frames per track, so
 the tracker is what makes "K of the last N frames" and "one event per visit" mean anything.
 Boxes are matched to live tracks by overlap, best pairs first; a track not seen for more
 than ``max_missed`` frames has ended. At a door, people barely move between frames, so
-overlap alone is enough and costs microseconds.
+overlap finds the candidate, but overlap alone cannot tell one person from the next one
+stepping into the same place. So when the recogniser's face embeddings are given, a face
+whose embedding has jumped away from its track's last one (cosine below ``min_similarity``)
+does not continue it: it starts a new track, a new visit with its own decision and event.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class Track:
     box: np.ndarray
     missed: int = 0
     frames: int = 1
+    feature: np.ndarray | None = None  # the face embedding of the track's latest frame
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,16 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class FaceTracker:
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5):
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, min_similarity: float = 0.3):
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
+        self.min_similarity = min_similarity
+        self.identity_splits = 0  # faces that overlapped a track but were someone else
         self.tracks: dict[int, Track] = {}
         self._next_id = 1
 
-    def update(self, boxes: list[np.ndarray]) -> TrackUpdate:
+    def update(self, boxes: list[np.ndarray], features: np.ndarray | None = None) -> TrackUpdate:
+        """Assign each box a track; ``features`` (unit embeddings, one row per box) keep people apart."""
         ids: list[int | None] = [None] * len(boxes)
         live = list(self.tracks.values())
         if boxes and live:
@@ -59,11 +66,15 @@ class FaceTracker:
                     break
                 if ids[i] is not None or live[j].missed < 0:
                     continue
+                if not self._same_person(live[j], features, i):
+                    self.identity_splits += 1
+                    continue
                 ids[i] = live[j].id
                 live[j].box, live[j].frames, live[j].missed = boxes[i], live[j].frames + 1, -1  # -1: matched now
+                live[j].feature = None if features is None else features[i]
         for i, box in enumerate(boxes):
             if ids[i] is None:
-                track = Track(self._next_id, box, missed=-1)
+                track = Track(self._next_id, box, missed=-1, feature=None if features is None else features[i])
                 self.tracks[track.id] = track
                 ids[i] = track.id
                 self._next_id += 1
@@ -74,6 +85,11 @@ class FaceTracker:
                 ended.append(track.id)
                 del self.tracks[track.id]
         return TrackUpdate([i for i in ids if i is not None], ended)
+
+    def _same_person(self, track: Track, features: np.ndarray | None, i: int) -> bool:
+        if features is None or track.feature is None:
+            return True  # nothing to compare: overlap decides
+        return float(features[i] @ track.feature) >= self.min_similarity
 
     def reset(self) -> list[int]:
         """End every track (the camera was lost: whoever was there is a new visit)."""
