@@ -106,3 +106,19 @@ def silent_liveness(threads: int):
     models = SHARED / "models"
     detector = SilentFace(models / "minifasnet_v2_2.7_80x80.onnx", models / "minifasnet_v1se_4.0_80x80.onnx", ["CPUExecutionProvider"], threads)
     return LivenessSetup(detector, "bench", 0.5, "bench")
+
+
+def time_face_frames(service) -> list[float]:
+    """Wrap the service's per-frame loop so each frame with a face in view records its seconds in the list returned."""
+    busy: list[float] = []
+    process = service.loop.process
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        result = process(*args, **kwargs)
+        if result.faces:
+            busy.append(time.perf_counter() - start)
+        return result
+
+    service.loop.process = timed
+    return busy

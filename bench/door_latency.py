@@ -39,7 +39,7 @@ import threading
 import time
 from pathlib import Path
 
-from door_common import enrolled_home, mock_relay, replay_folder, rn50_tower, silent_liveness, timing_only_clip
+from door_common import enrolled_home, mock_relay, replay_folder, rn50_tower, silent_liveness, time_face_frames, timing_only_clip
 
 
 def alone_ms(run, repeats: int = 30) -> float:
@@ -61,17 +61,7 @@ def run_variant(name: str, ctx, replay: Path, selection, detector, liveness=None
     source = ReplaySource.from_path(replay, ctx.settings.camera)
     relay = mock_relay()
     service = build_door_service(ctx, ResilientCamera(source, ctx.settings.camera), relay, selection=selection, detector=detector, liveness=liveness)
-    busy: list[float] = []  # the loop's time on each frame with a face in view (CLIP works only then)
-    process = service.loop.process
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        result = process(*args, **kwargs)
-        if result.faces:
-            busy.append(time.perf_counter() - start)
-        return result
-
-    service.loop.process = timed
+    busy = time_face_frames(service)  # the loop's time on each frame with a face in view
     started = time.perf_counter()
     service.run(threading.Event())
     wall = time.perf_counter() - started

@@ -28,10 +28,9 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
-from door_common import REPO, enrolled_home, mock_relay, photos
+from door_common import REPO, enrolled_home, mock_relay, photos, time_face_frames
 
 TINY_CONFIG = REPO / "tests" / "data" / "clip-tiny.json"
 
@@ -92,17 +91,7 @@ def door_window(ctx, detector, person: Path, hold: int, seconds: float) -> dict[
     source = ReplaySource([photos(person)[12]], person, hold=hold, gap=2, repeat=1_000_000)
     relay = mock_relay()
     service = build_door_service(ctx, ResilientCamera(source, ctx.settings.camera), relay, detector=detector)
-    busy: list[float] = []
-    process = service.loop.process
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        result = process(*args, **kwargs)
-        if result.faces:
-            busy.append(time.perf_counter() - start)
-        return result
-
-    service.loop.process = timed
+    busy = time_face_frames(service)  # the loop's time on each frame with a face in view
     stop = threading.Event()
     loop = threading.Thread(target=service.run, args=(stop,))
     loop.start()

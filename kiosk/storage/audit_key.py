@@ -7,12 +7,11 @@ crop key's (kiosk/storage/crop_store.py), with messages naming `audit.key_file`.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
-from kiosk.errors import ConfigError, KioskError
-from kiosk.storage.crop_store import private_dirs
+from kiosk.errors import ConfigError
+from kiosk.storage.crop_store import write_new_key_file
 
 KEY = "audit.key_file"
 
@@ -36,14 +35,5 @@ def load_audit_key(key_file: Path, home: Path) -> bytes:
 
 
 def new_audit_key(path: Path) -> None:
-    """Write a fresh key readable by this user only; never overwrites one (that would orphan the log's proof)."""
-    private_dirs(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise KioskError(f"key file already exists, not overwritten: {path}") from None
-    try:
-        os.write(fd, secrets.token_hex(32).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write a fresh audit key; never overwrites one (that would orphan the log's proof)."""
+    write_new_key_file(path, secrets.token_hex(32).encode())

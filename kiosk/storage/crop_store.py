@@ -47,14 +47,19 @@ def require_outside(key_file: Path, home: Path) -> None:
 
 
 def new_key(path: Path) -> None:
-    """Write a fresh key readable by this user only; never overwrites one (that would orphan every crop)."""
+    """Write a fresh crop key; never overwrites one (that would orphan every crop)."""
+    write_new_key_file(path, Fernet.generate_key())
+
+
+def write_new_key_file(path: Path, key: bytes) -> None:
+    """A new key file readable by this user only, in private folders; an existing file is never overwritten."""
     private_dirs(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise KioskError(f"key file already exists, not overwritten: {path}") from None
     try:
-        os.write(fd, Fernet.generate_key() + b"\n")
+        os.write(fd, key + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
