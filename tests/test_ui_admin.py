@@ -147,7 +147,7 @@ async def _enrol_from_files(home: Path, tmp_path: Path, detector, embedder) -> N
         assert len(rows) == files
         by_file = {r[1]: r for r in rows}
         assert "refused" in by_file["notes.txt"][2] and "not an image" in by_file["notes.txt"][3]
-        assert "duplicate" in by_file[already.name][2] and "already enrolled" in by_file[already.name][3]
+        assert "refused" in by_file[already.name][2] and "already enrolled" in by_file[already.name][3]  # another person's photo (issue 13)
         stored = [r for r in rows if "stored" in r[2]]
         assert stored and all("score" in r[3] and "px sharp" in r[3] and "turn" in r[3] for r in stored)
         await pilot.press("escape")
