@@ -128,6 +128,9 @@ def test_no_import_cycles() -> None:
         ("kiosk.vision", ("kiosk.recognition", "kiosk.training", "kiosk.door", "kiosk.storage", "kiosk.admin", "kiosk.ui", "kiosk.commands", "calibration", "kiosk.context")),
         ("kiosk.storage", ("kiosk.recognition", "kiosk.training", "kiosk.door", "kiosk.admin", "kiosk.ui", "kiosk.commands", "calibration")),
         ("kiosk.admin", ("kiosk.ui", "kiosk.commands")),
+        ("kiosk.liveness", ("calibration", "kiosk.training", "kiosk.door", "kiosk.ui", "kiosk.commands", "kiosk.admin", "kiosk.integrations", "kiosk.site")),
+        ("kiosk.integrations", ("calibration", "kiosk.training", "kiosk.ui", "kiosk.commands", "kiosk.admin", "kiosk.site")),
+        ("kiosk.site", ("calibration", "kiosk.training", "kiosk.ui", "kiosk.commands", "kiosk.admin", "kiosk.integrations")),
     ],
 )
 def test_layers_point_one_way(layer: str, forbidden: tuple[str, ...]) -> None:

@@ -4,4 +4,6 @@ Admins work on the site database (any `kiosk` command with ``database.url`` poin
 each door keeps deciding from its own SQLite, which holds a replica of what it needs
 (`replica`), and sends its events up in order (`uploader`); `link` runs both beside the
 door service. `roles` sets the site up and registers doors; `audit` checks every door's chain.
+May import: kiosk.recognition, kiosk.storage, kiosk.vision, db, kiosk's flat modules; never
+calibration/, kiosk.training or kiosk.integrations.
 """
