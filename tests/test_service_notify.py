@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from kiosk.clock import ManualClock
 from kiosk.door.service_notify import ServiceNotifier
 
 
@@ -41,11 +41,14 @@ def systemd_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
 
 def test_ready_watchdog_and_stopping_reach_systemd(notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
     systemd_env(monkeypatch, NOTIFY_SOCKET=notify_socket.getsockname(), WATCHDOG_USEC="40000", WATCHDOG_PID=str(os.getpid()))
-    notifier = ServiceNotifier()
+    clock = ManualClock()
+    notifier = ServiceNotifier(clock)
     assert notifier.enabled and notifier.watchdog_seconds == pytest.approx(0.04)
     notifier.ready("watching the front door")
     notifier.watchdog()  # right after READY: too soon for another ping
-    time.sleep(0.015)
+    clock.advance(0.005)
+    notifier.watchdog()  # still within a quarter period (10 ms)
+    clock.advance(0.006)
     notifier.watchdog()
     notifier.watchdog()  # again at once: rate-limited
     notifier.status("camera reconnecting")

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from collections.abc import Mapping
 
 import sdnotify
+
+from kiosk.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 class ServiceNotifier:
     """Reads NOTIFY_SOCKET / WATCHDOG_USEC from the environment systemd gave the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        # Real time by default: the watchdog is about the loop stalling, whatever clock it replays on.
+        self._clock = clock or SystemClock()
         self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
         self._notifier = sdnotify.SystemdNotifier() if self.enabled else None
         self.watchdog_seconds = _watchdog_seconds(os.environ)
@@ -39,13 +42,13 @@ class ServiceNotifier:
     def ready(self, status: str | None = None) -> None:
         """The door is watching: models loaded, relay closed."""
         self._send("READY=1" + (f"\nSTATUS={status}" if status else ""))
-        self._last_ping = time.monotonic()
+        self._last_ping = self._clock.monotonic()
 
     def watchdog(self) -> None:
         """Call once per loop iteration; sends WATCHDOG=1 at most four times per period."""
         if self.watchdog_seconds is None:
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._last_ping >= self._ping_every:
             self._last_ping = now
             self._send("WATCHDOG=1")
