@@ -8,7 +8,7 @@ completes, its figures are shown beside those of the version it replaces.
 
 A retrain started elsewhere (`kiosk retrain`, the systemd timer's catch-up, another admin app)
 is read from its status file (kiosk/training/status.py) every ``poll_seconds``: the screen shows
-it with its progress, Cancel sends it the same SIGTERM, and Start waits until it has ended.
+it with its progress, Cancel sends it the same SIGTERM, and Start is refused until it has ended.
 """
 
 from __future__ import annotations
