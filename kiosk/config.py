@@ -436,6 +436,12 @@ class MqttConfig(Section):
         description="Also take Home Assistant's unsigned open/lockdown on <prefix>/ha/... (trusting the broker's ACL alone "
         "for those topics) and offer them as a button and a switch in discovery.",
     )
+    thumbnails: bool = Field(
+        False,
+        description="Publish each event's face thumbnail (JPEG, decrypted) to <prefix>/thumbnail and offer it to Home "
+        "Assistant as an image; only while privacy.thumbnails keeps them, else nothing is published. A published face "
+        "leaves the kiosk's erasure and retention: the broker's subscribers keep their own copies.",
+    )
     outbox_keep_sent: int = Field(
         1000, ge=0, description="Events already acknowledged by the broker kept in the outbox; older ones are pruned."
     )
@@ -656,6 +662,11 @@ class Settings(BaseSettings):
     @property
     def exports_dir(self) -> Path:
         return self.home / self.admin.exports_dir  # an absolute exports_dir stays as it is
+
+    @property
+    def mqtt_thumbnails(self) -> bool:
+        """Faces go out over MQTT: asked for (mqtt.thumbnails) and kept at all (privacy.thumbnails), never one alone."""
+        return self.mqtt.thumbnails and self.privacy.thumbnails
 
 
 def with_password(url: str, password_file: Path | None) -> str:

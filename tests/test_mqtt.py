@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from conftest import REPO, STRANGERS, copy_home, dev_people, kiosk_env, make_settings, photos, run_kiosk
 from gpiozero.pins.mock import MockFactory
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from db.models import AccessEvent, AdminAction, OutboxMessage
 from kiosk.admin.diagnostics import check_mqtt
-from kiosk.config import CameraConfig, DoorHardwareConfig, MqttConfig, PolicyConfig, Settings
+from kiosk.config import CameraConfig, DoorHardwareConfig, MqttConfig, PolicyConfig, PrivacyConfig, Settings
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board
 from kiosk.door.lockdown import Lockdown
@@ -34,6 +36,7 @@ from kiosk.door.status import read_status
 from kiosk.integrations.mqtt_client import MqttBridge
 from kiosk.integrations.outbox import Outbox
 from kiosk.integrations.signed_commands import sign
+from kiosk.storage.crop_store import MAGIC, new_key
 from kiosk.vision.camera import ReplaySource, ResilientCamera
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed: run .ci/services/mosquitto")
@@ -199,6 +202,56 @@ def test_discovery_is_retained_valid_json_one_device(broker, home, tmp_path, det
     assert "unknown" in configs["event/access"]["event_types"]
     assert not any(k.startswith(("button/", "switch/")) for k in configs)  # no unsigned controls unless turned on
     assert len({c["unique_id"] for c in configs.values()}) == len(configs)
+
+
+@pytest.mark.parametrize(("mqtt_thumbnails", "privacy_thumbnails"), [(True, True), (True, False), (False, True)],
+                         ids=["both-on", "privacy-off", "mqtt-off"])
+def test_thumbnails_go_out_as_plain_jpeg_faces_only_when_both_settings_allow(
+    broker, home, tmp_path, detector, embedder, pins, mqtt_thumbnails: bool, privacy_thumbnails: bool
+) -> None:
+    person = dev_people()[0]
+    stranger = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[0]
+    key = tmp_path / "keys" / "crop.key"  # thumbnails encrypted at rest: what goes out must be the plain face
+    new_key(key)
+    settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets", thumbnails=mqtt_thumbnails))
+    settings.privacy = PrivacyConfig(key_file=key, thumbnails=privacy_thumbnails)
+    sub = broker.client("controller")
+    sub.subscribe(f"{PREFIX}/#")
+    sub.subscribe("homeassistant/#")
+    service, bridge = build_door(settings, replay_dir(tmp_path, [(person.name, photos(person)[12]), ("stranger", photos(stranger)[0])]),
+                                 detector, embedder)
+    try:
+        wait_online(sub)
+        service.run(threading.Event())
+        stored = rows(home, AccessEvent)
+        # a thumbnail goes out just before its event: once every event is here, so is every thumbnail
+        got = sub.wait_for(lambda ms: len([m for m in ms if m.topic == f"{PREFIX}/events"]) >= len(stored), "all events")
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+        sub.close()
+    faces = [m for m in got if m.topic == f"{PREFIX}/thumbnail"]
+    discovery = {m.topic.split("/")[1]: json.loads(m.payload) for m in got if m.topic.startswith("homeassistant/image/")}
+    doctor = [f for f in check_mqtt(KioskContext(settings), None) if f.check == "mqtt thumbnails"]
+    assert len(stored) >= 2 and all((e.thumbnail_path is not None) is privacy_thumbnails for e in stored)
+    if not (mqtt_thumbnails and privacy_thumbnails):
+        assert faces == [] and discovery == {}
+        assert [f.status for f in doctor] == (["warn"] if mqtt_thumbnails else [])
+        return
+    assert [f.status for f in doctor] == ["ok"] and "leaves this kiosk's erasure and retention" in doctor[0].detail
+    assert discovery["image"]["image_topic"] == f"{PREFIX}/thumbnail" and discovery["image"]["content_type"] == "image/jpeg"
+    assert len(faces) == len(stored) and not any(m.retain for m in faces)
+    order = [m.topic.rsplit("/", 1)[1] for m in got if m.topic in (f"{PREFIX}/thumbnail", f"{PREFIX}/events")]
+    assert order == ["thumbnail", "events"] * len(stored)
+    crops = KioskContext(settings).crops
+    for message, event in zip(faces, stored):
+        on_disk = (home / event.thumbnail_path).read_bytes()
+        assert on_disk.startswith(MAGIC) and message.payload.startswith(b"\xff\xd8\xff")  # encrypted at rest, plain JPEG out
+        published = cv2.imdecode(np.frombuffer(message.payload, np.uint8), cv2.IMREAD_COLOR)
+        kept = crops.read(home / event.thumbnail_path)
+        assert published.shape == kept.shape == (112, 112, 3)
+        same_face = float(embedder.embed([published])[0] @ embedder.embed([kept])[0])
+        assert same_face > 0.95, same_face
 
 
 def test_last_will_marks_a_killed_kiosk_offline(broker, home, tmp_path) -> None:

@@ -20,6 +20,7 @@ from db.models import AccessEvent, AdminAction, AdminCredential, FaceSample, Per
 from db.session import make_engine, session_factory
 from kiosk.door.frame_handover import FrameHandover
 from kiosk.door.threshold_override import threshold_in_force
+from kiosk.training.status import read_retrain_status
 from kiosk.ui.camera_enrol_screen import GOOD_FRAMES, CameraEnrolScreen
 from kiosk.ui.enrol_files_screen import EnrolFilesScreen
 from kiosk.ui.people_screen import ConfirmRemoveScreen, SamplesScreen
@@ -255,6 +256,8 @@ async def _retrain(home: Path, detector, embedder) -> None:
         retrains = session.scalar(select(func.count(AdminAction.id)).where(AdminAction.action == "retrain", AdminAction.actor == "admin"))
     assert runs == {1: "complete", 2: "complete"}
     assert retrains == 2  # the base home's and this one; the cancelled one logged nothing
+    status = read_retrain_status(home)  # what another admin app or `kiosk retrain --if-due` would see of it
+    assert status is not None and (status.started_by, status.ended, status.outcome) == ("the admin app (admin)", "done", "face v2 in force")
 
 
 def test_audit_filters_pages_and_exports(home: Path, tmp_path: Path, detector, embedder) -> None:

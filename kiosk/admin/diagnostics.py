@@ -440,14 +440,18 @@ def _one_line(exc: BaseException) -> str:
 
 
 def check_mqtt(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
-    """The broker (the running service's connection, or a connection of our own) and the outbox depth."""
+    """The broker (the running service's connection, or a connection of our own), the outbox depth, and thumbnails."""
+    if not ctx.settings.mqtt.enabled:
+        return []
+    return [_mqtt_broker(ctx, service), *_mqtt_thumbnails(ctx)]
+
+
+def _mqtt_broker(ctx: KioskContext, service: DoorStatus | None) -> Finding:
     from kiosk.integrations.mqtt_client import probe
     from kiosk.integrations.outbox import Outbox
     from kiosk.integrations.signed_commands import read_secret
 
     cfg = ctx.settings.mqtt
-    if not cfg.enabled:
-        return []
     where = f"{cfg.host}:{cfg.port}"
     try:
         if cfg.command_secret_file is not None:
@@ -457,16 +461,28 @@ def check_mqtt(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
         else:
             problem = probe(ctx.settings)
     except KioskError as exc:
-        return [Finding("mqtt", "fail", str(exc), "fix the file named (chmod 600 for secrets) or the [mqtt] settings")]
+        return Finding("mqtt", "fail", str(exc), "fix the file named (chmod 600 for secrets) or the [mqtt] settings")
     depth = Outbox(ctx.sessions, "").depth()
     queued = f"{depth} event(s) in the outbox not yet acknowledged by the broker"
     if problem:
-        return [Finding("mqtt", "fail", f"{problem}; {queued}",
-                        "check mqtt.host/port, the broker's user and password (mqtt.username, mqtt.password_file) and TLS files; "
-                        "events wait in the outbox meanwhile")]
+        return Finding("mqtt", "fail", f"{problem}; {queued}",
+                       "check mqtt.host/port, the broker's user and password (mqtt.username, mqtt.password_file) and TLS files; "
+                       "events wait in the outbox meanwhile")
     who = "the running door service is connected to" if service is not None and service.mqtt is not None else "connected to"
-    return [Finding("mqtt", "ok" if depth == 0 or service is not None else "warn", f"{who} {where}; {queued}",
-                    "" if depth == 0 or service is not None else "start the door service: it publishes them")]
+    return Finding("mqtt", "ok" if depth == 0 or service is not None else "warn", f"{who} {where}; {queued}",
+                   "" if depth == 0 or service is not None else "start the door service: it publishes them")
+
+
+def _mqtt_thumbnails(ctx: KioskContext) -> list[Finding]:
+    """Whether faces leave the kiosk over MQTT: said whenever mqtt.thumbnails is on, since it needs privacy.thumbnails too."""
+    settings = ctx.settings
+    if not settings.mqtt.thumbnails:
+        return []
+    if not settings.privacy.thumbnails:
+        return [Finding("mqtt thumbnails", "warn", "mqtt.thumbnails is on but privacy.thumbnails is off: no thumbnail is kept, "
+                        "so none is published", "turn privacy.thumbnails on to publish them, or mqtt.thumbnails off")]
+    return [Finding("mqtt thumbnails", "ok", "each event's face is published to <prefix>/thumbnail: a published face leaves "
+                    "this kiosk's erasure and retention (subscribers keep their own copies)")]
 
 
 def configuration_problem(exc: KioskError) -> Finding:

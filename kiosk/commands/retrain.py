@@ -2,7 +2,8 @@
 
 It runs as a background trainer (training.nice, training.threads): started from a shell or by
 the systemd timer beside the door, it must not starve the door loop. SIGTERM (`systemctl stop
-kiosk-retrain`) cancels it at its next step; the models in force stay.
+kiosk-retrain`), or Cancel on the admin app's Retrain screen, cancels it at its next step; the
+models in force stay. Its progress is in <home>/retrain.json, which that screen shows.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import threading
 import click
 
 from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
-from kiosk.training.process import background_context
+from kiosk.training.process import background_retrain
 from kiosk.training.progress import RetrainProgress
-from kiosk.training.retrain import retrain
+from kiosk.training.status import read_retrain_status
 
 
 @main.command("retrain")
@@ -32,9 +33,12 @@ def retrain_cmd(lazy: Lazy, as_json: bool, if_due: bool) -> None:
         from kiosk.training.catch_up import catch_up_due, running_retrain
 
         busy = running_retrain(lazy.kiosk)
+        elsewhere = read_retrain_status(lazy.kiosk.settings.home)
         due, why = catch_up_due(lazy.kiosk)
         if busy is not None:
             due, why = False, f"a retrain is already running ({busy.recogniser} v{busy.id}): {why}"
+        elif elsewhere is not None and elsewhere.running():
+            due, why = False, f"a retrain is already running (started by {elsewhere.started_by}, pid {elsewhere.pid}): {why}"
         click.echo(f"catch-up retrain {'due' if due else 'not due'}: {why}", err=True)
         if not due:
             if as_json:
@@ -56,7 +60,7 @@ def retrain_cmd(lazy: Lazy, as_json: bool, if_due: bool) -> None:
     cancel = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signum, _frame: cancel.set())
-    result = retrain(background_context(lazy.kiosk.settings), show, cancel)
+    result = background_retrain(lazy.kiosk.settings, show, cancel, "cli", "kiosk retrain --if-due" if if_due else "kiosk retrain")
     if as_json:
         echo_json({"runs": result.runs, "metrics": result.metrics})
     else:

@@ -121,6 +121,7 @@ class DoorService:
         for output in self.outputs:
             output.listen(self._notices.put)
         self.sessions = sessions
+        self.crops = crops  # the kiosk's face store: thumbnails are written and read back (MQTT) through it
         self.clock = clock
         self._selection = selection
         self._loader = loader

@@ -4,7 +4,9 @@ Add the broker to Home Assistant and the kiosk appears as one device: an ``event
 for access decisions (event types granted, refused, unknown, lockdown, remote-open and the
 door's alarms), ``binary_sensor``s for the lock relay, the door contact and its alarms
 (when a contact is wired), lockdown, a ``sensor`` for the last person let in and the door
-loop's fps and outbox depth; every entity follows the kiosk's availability topic.
+loop's fps and outbox depth, and an ``image`` of the last face at the door when thumbnails
+are published (``mqtt.thumbnails`` with ``privacy.thumbnails``); every entity follows the
+kiosk's availability topic.
 
 Home Assistant cannot compute an HMAC, so it cannot send the kiosk's signed commands. With
 ``mqtt.home_assistant_commands`` on, discovery adds a ``button`` (open once) and a ``switch``
@@ -43,6 +45,9 @@ def discovery_messages(settings: Settings, prefix: str, client_id: str) -> list[
         ("sensor", "outbox", {"name": "Events not yet sent", "state_topic": f"{prefix}/status",
                               "value_template": "{{ value_json.outbox }}", "entity_category": "diagnostic"}),
     ]
+    if settings.mqtt_thumbnails:  # an image, not a camera: a still updated per event, JPEG as the kiosk sends it
+        entities.append(("image", "thumbnail", {"name": "Last face", "image_topic": f"{prefix}/thumbnail",
+                                                "content_type": "image/jpeg", "icon": "mdi:face-recognition"}))
     if settings.door_hardware.contact_pin is not None:
         entities += [
             ("binary_sensor", "contact", {"name": "Door", "state_topic": state, "device_class": "door",

@@ -11,8 +11,10 @@ it changes, the status (fps, camera, recogniser, model version, outbox depth) ev
 ``offline`` as the retained last will, so a killed kiosk shows as offline.
 
 Topics, under ``mqtt.topic_prefix`` (default ``kiosk/<door>``): ``events``, ``state``,
-``status``, ``availability``, ``last_person``, ``command`` (in), ``command/result`` (out), and
-with ``mqtt.home_assistant_commands`` ``ha/open`` and ``ha/lockdown`` (in).
+``status``, ``availability``, ``last_person``, ``command`` (in), ``command/result`` (out),
+with ``mqtt.home_assistant_commands`` ``ha/open`` and ``ha/lockdown`` (in), and with
+``mqtt.thumbnails`` and ``privacy.thumbnails`` both on ``thumbnail``: the event's stored face as
+JPEG, read back at publish time, so one expired or erased meanwhile is never sent.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from sqlalchemy import event as sa_event
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +42,7 @@ from kiosk.errors import KioskError
 from kiosk.integrations.home_assistant import discovery_messages
 from kiosk.integrations.outbox import Outbox, Pending
 from kiosk.integrations.signed_commands import Command, Refused, Verifier, parse, read_secret
+from kiosk.storage.thumbnails import thumbnail_jpeg
 
 if TYPE_CHECKING:
     from kiosk.door.service import DoorService
@@ -62,6 +66,8 @@ class MqttBridge:
         self.command_topic = f"{self.prefix}/command"
         secret = read_secret(cfg.command_secret_file, "mqtt.command_secret_file") if cfg.command_secret_file else None
         self.verifier = Verifier(secret, self.command_topic, cfg.command_window_seconds) if secret else None
+        if cfg.thumbnails and not settings.privacy.thumbnails:
+            log.warning("mqtt.thumbnails is on but privacy.thumbnails is off: no thumbnail is kept, so none is published")
         self.service: DoorService | None = None
         self.client = self._make_client()
         self._connected = threading.Event()
@@ -219,13 +225,38 @@ class MqttBridge:
             return
         if self._handed == 0:
             self.outbox.prune(self.settings.mqtt.outbox_keep_sent)
-        for row in self.outbox.pending(self._handed, BATCH):
+        rows = self.outbox.pending(self._handed, BATCH)
+        faces = self._thumbnail_paths(rows) if self.settings.mqtt_thumbnails else {}
+        for row in rows:
+            if row.event_id in faces:
+                self._publish_thumbnail(faces[row.event_id])
             info = self.client.publish(row.topic, row.payload, qos=self.settings.mqtt.qos)
             self._inflight[info.mid] = row
             self._handed = row.id
             payload = json.loads(row.payload)
             if payload.get("granted") and payload.get("person"):
                 self.client.publish(f"{self.prefix}/last_person", payload["person"], qos=1, retain=True)
+
+    def _thumbnail_paths(self, rows: list[Pending]) -> dict[int, str]:
+        """The thumbnails these events still have (none once expired or erased), by event id."""
+        ids = [row.event_id for row in rows if row.event_id is not None]
+        with self.sessions() as session:
+            found = session.execute(
+                select(AccessEvent.id, AccessEvent.thumbnail_path).where(AccessEvent.id.in_(ids), AccessEvent.thumbnail_path.is_not(None))
+            )
+            return {event_id: path for event_id, path in found}
+
+    def _publish_thumbnail(self, relative: str) -> None:
+        """The face just before its event, so whoever the event wakes finds this face already there."""
+        if self.service is None:  # the crop store (and its key) comes with the door service
+            return
+        try:
+            jpeg = thumbnail_jpeg(self.service.crops, self.settings.home, relative)
+        except (KioskError, OSError) as exc:  # a damaged or undecryptable file must not hold the events up
+            log.warning("MQTT thumbnail %s not published: %s", relative, exc)
+            return
+        if jpeg is not None:
+            self.client.publish(f"{self.prefix}/thumbnail", jpeg, qos=1, retain=False)
 
     def door_state(self) -> dict[str, object]:
         """Relay, contact, alarms and lockdown as the door service sees them now."""

@@ -15,12 +15,14 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AccessEvent
 from kiosk.config import Settings
+from kiosk.errors import ImageError
 from kiosk.storage.crop_store import CropStore
 
 THUMBNAILS = "thumbnails"
@@ -33,6 +35,22 @@ def save_thumbnail(settings: Settings, crops: CropStore, when: datetime, face: n
     relative = Path(THUMBNAILS) / when.astimezone(timezone.utc).strftime("%Y-%m-%d") / f"{uuid.uuid4().hex}.png"
     crops.write(settings.home / relative, face)
     return relative.as_posix()
+
+
+def thumbnail_jpeg(crops: CropStore, home: Path, relative: str) -> bytes | None:
+    """An event's stored thumbnail as plain JPEG bytes (decrypted), for MQTT; None once expired or erased.
+
+    JPEG because that is what Home Assistant's MQTT image and camera entities take without
+    further configuration; the stored file stays as it is (PNG, encrypted when a key is set).
+    """
+    try:
+        face = crops.read(home / relative)
+    except FileNotFoundError:
+        return None
+    ok, buf = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ImageError(f"could not encode the thumbnail {relative} as JPEG")
+    return buf.tobytes()
 
 
 def delete_thumbnails(home: Path, paths: Iterable[str]) -> int:

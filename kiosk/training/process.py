@@ -8,9 +8,14 @@ onnxruntime may use (``training.threads``). The door's threads live in the door'
 and are never shared with it. Under systemd the retrain unit adds its own limits
 (systemd/kiosk-retrain.service: Nice, CPUWeight, its own slice).
 
+Both ways in, `kiosk retrain` and the admin app's child, go through `background_retrain`, which
+says how far it is in ``<home>/retrain.json`` (kiosk/training/status.py): the admin app shows
+a retrain whoever started it, and only one runs at a time.
+
 `retrain_in_process` is `retrain` moved to a child process: progress comes back as JSON lines,
 and a cancel is passed on to the child (SIGTERM), which stops at its next step as before (the
-model in force unchanged).
+model in force unchanged). A retrain the app did not start is cancelled the same way, by the
+pid in its status file.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 from kiosk.config import Settings, TrainingConfig
 from kiosk.errors import KioskError
 from kiosk.training.progress import Progress, RetrainCancelled, RetrainProgress, RetrainResult
+from kiosk.training.status import StatusWriter, read_retrain_status
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,34 @@ def background_context(settings: Settings) -> Any:
     if settings.recognition.recogniser != "clip":
         ctx.__dict__["embedder"] = FaceEmbedder.from_settings(settings.models, settings.training.threads)
     return ctx
+
+
+def background_retrain(settings: Settings, progress: Progress, cancel: threading.Event, actor: str, started_by: str) -> RetrainResult:
+    """`retrain` as a background trainer that publishes its status; refused while another one runs.
+
+    The caller's SIGTERM must already set ``cancel``: the admin app cancels by the pid published.
+    """
+    elsewhere = read_retrain_status(settings.home)
+    if elsewhere is not None and elsewhere.running():
+        raise KioskError(f"a retrain is already running (started by {elsewhere.started_by}, pid {elsewhere.pid})")
+    status = StatusWriter(settings.home, started_by)
+
+    def report(p: RetrainProgress) -> None:
+        status(p)
+        progress(p)
+
+    from kiosk.training.retrain import retrain
+
+    try:
+        result = retrain(background_context(settings), report, cancel, actor=actor)
+    except RetrainCancelled as exc:
+        status.end("cancelled", str(exc))
+        raise
+    except Exception as exc:
+        status.end("failed", f"retrain failed: {exc}")
+        raise
+    status.end("done", ", ".join(f"{name} v{version}" for name, version in sorted(result.runs.items())) + " in force")
+    return result
 
 
 def retrain_in_process(settings: Settings, progress: Progress | None = None, cancel: threading.Event | None = None, actor: str = "admin") -> RetrainResult:
@@ -131,9 +165,7 @@ def _child_main(actor: str) -> int:
 
     say({"ready": True})
     try:
-        from kiosk.training.retrain import retrain
-
-        result = retrain(background_context(settings), lambda p: say({"progress": asdict(p)}), stop, actor=actor)
+        result = background_retrain(settings, lambda p: say({"progress": asdict(p)}), stop, actor, f"the admin app ({actor})")
         say({"done": {"runs": result.runs, "metrics": result.metrics}})
     except RetrainCancelled as exc:
         say({"cancelled": str(exc)})

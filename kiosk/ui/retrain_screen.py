@@ -5,6 +5,10 @@ The retrain runs in a process of its own at a lower priority with capped threads
 door keeps its pace; a thread worker relays its progress as messages (thread-safe) that move
 the bar. Cancel is passed to that process, which stops at its next step: the model in force stays. When a version
 completes, its figures are shown beside those of the version it replaces.
+
+A retrain started elsewhere (`kiosk retrain`, the systemd timer's catch-up, another admin app)
+is read from its status file (kiosk/training/status.py) every ``poll_seconds``: the screen shows
+it with its progress, Cancel sends it the same SIGTERM, and Start is refused until it has ended.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -26,6 +31,7 @@ from db.models import TrainingRun
 from kiosk.errors import KioskError
 from kiosk.training.process import retrain_in_process
 from kiosk.training.progress import RetrainCancelled, RetrainProgress, RetrainResult
+from kiosk.training.status import RetrainStatus, cancel_retrain, read_retrain_status
 from kiosk.ui.text import when
 
 if TYPE_CHECKING:
@@ -79,6 +85,9 @@ class RetrainScreen(Screen[None]):
         super().__init__()
         self.cancel_event = threading.Event()
         self.running = False
+        self.elsewhere: RetrainStatus | None = None  # a retrain this screen did not start, while it runs
+        self.cancel_sent = False  # to self.elsewhere
+        self._seen: tuple[RetrainStatus, bool] | None = None  # the status file as last shown, and whether it ran
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -94,6 +103,8 @@ class RetrainScreen(Screen[None]):
         self.sub_title = "retrain"
         self.query_one("#in-force").border_title = "model in force"
         self.show_in_force()
+        self.watch_elsewhere()
+        self.set_interval(self.app.poll_seconds, self.watch_elsewhere)
 
     def on_screen_resume(self) -> None:
         if not self.running:
@@ -115,9 +126,41 @@ class RetrainScreen(Screen[None]):
             )
         self.query_one("#in-force", Static).update(text)
 
+    def watch_elsewhere(self) -> None:
+        """Show a retrain another process runs (or left stale) when its status file changes."""
+        if self.running:  # the file is this screen's own child's
+            return
+        status = read_retrain_status(self.app.kiosk.settings.home)
+        seen = (status, status.running()) if status is not None else None
+        if status is None or seen == self._seen:
+            return
+        self._seen = seen
+        watched, self.elsewhere = self.elsewhere, status if status.running() else None
+        by = f"{status.started_by} (pid {status.pid}) at {when(datetime.fromtimestamp(status.started_at, timezone.utc), self.app.tz)}"
+        if self.elsewhere is not None:
+            if watched is None or not watched.same_run(status):
+                self.cancel_sent = False
+            header = "cancelling it at its next step..." if self.cancel_sent else "x cancels it"
+            header = f"[b]running elsewhere[/], started by {by}: {header}"
+            if (p := status.last_progress()) is not None:
+                self.show_progress(p, header)
+            else:
+                self.query_one("#retrain-bar", ProgressBar).update(total=1, progress=0)
+                self._stage(f"{header}\nstarting")
+        elif status.stale():
+            self._stage(f"[yellow]stale[/]: the retrain started by {by} ended without finishing (its process is gone); "
+                        "the model in force is unchanged")
+        elif watched is not None and watched.same_run(status):
+            colour = "green" if status.ended == "done" else "red"
+            self._stage(f"[{colour}]{status.ended}[/]: the retrain started by {by}: {status.outcome}")
+            self.show_in_force()
+
     def action_start(self) -> None:
         if self.running:
             self.notify("a retrain is already running", severity="warning")
+            return
+        if self.elsewhere is not None and self.elsewhere.running():
+            self.notify(f"a retrain started by {self.elsewhere.started_by} is running", severity="warning")
             return
         self.running = True
         self.cancel_event.clear()
@@ -131,6 +174,9 @@ class RetrainScreen(Screen[None]):
         if self.running:
             self.cancel_event.set()
             self._stage("cancelling at the next step...")
+        elif self.elsewhere is not None and cancel_retrain(self.elsewhere):
+            self.cancel_sent = True
+            self._stage(f"cancelling the retrain started by {self.elsewhere.started_by} at its next step...")
 
     @work(thread=True, exclusive=True, group="retrain")
     def run_retrain(self) -> None:
@@ -150,19 +196,23 @@ class RetrainScreen(Screen[None]):
         self.post_message(RetrainFinished(result, before, versions_in_force(self.app)))
 
     def on_progressed(self, message: Progressed) -> None:
-        p = message.progress
+        self.show_progress(message.progress)
+
+    def show_progress(self, p: RetrainProgress, header: str = "") -> None:
+        """The bar and the stage line for one progress report, this screen's retrain's or (under a header) another's."""
         bar = self.query_one("#retrain-bar", ProgressBar)
         if p.stage == "epoch" and p.epoch is not None:
             bar.update(total=max(p.total, 1), progress=p.epoch)
             val = f"{100 * p.val_accuracy:.1f}%" if p.val_accuracy is not None else "-"
             train = f"{100 * p.train_accuracy:.1f}%" if p.train_accuracy is not None else "-"
             loss = f"{p.loss:.4f}" if p.loss is not None else "-"
-            self._stage(f"[{p.recogniser}] epoch {p.epoch}/{p.total}  loss {loss}  train acc {train}  val acc {val}")
+            line = f"[{p.recogniser}] epoch {p.epoch}/{p.total}  loss {loss}  train acc {train}  val acc {val}"
         elif p.total:
             bar.update(total=p.total, progress=p.done)
-            self._stage(f"[{p.recogniser}] {p.stage} {p.done}/{p.total} {p.message}")
+            line = f"[{p.recogniser}] {p.stage} {p.done}/{p.total} {p.message}"
         else:
-            self._stage(f"[{p.recogniser}] {p.stage} {p.message}")
+            line = f"[{p.recogniser}] {p.stage} {p.message}"
+        self._stage(f"{header}\n{line}" if header else line)
 
     def on_retrain_finished(self, message: RetrainFinished) -> None:
         self.running = False
