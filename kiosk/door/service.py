@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Calibration, TrainingRun
+from db.models import AdminAction, Calibration, TrainingRun
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
 from kiosk.door.access_log import AccessLog, EventDraft
@@ -382,6 +382,9 @@ class DoorService:
                 self._record_panel(None, bool(notice.granted), f"panel link {'up' if notice.granted else 'lost'}: {notice.output} {notice.detail}",
                                    {"door_event": "panel-link", "output": notice.output, "up": notice.granted})
                 continue
+            if notice.kind == "key":
+                self._record_key(notice)
+                continue
             recent = self._last_send
             verdict = recent[1] if recent and self.clock.monotonic() - recent[0] <= PANEL_ANSWER_SECONDS else None
             person = verdict.person if verdict else None
@@ -391,6 +394,15 @@ class DoorService:
             decision = DoorDecision(notice.time, person, verdict.probability if verdict else 0.0, bool(notice.granted),
                                     answer, verdict.track_id if verdict else None)
             self._tell(decision)
+
+    def _record_key(self, notice: PanelNotice) -> None:
+        """A secure channel key the panel set (or tried to): an admin action, since it changes who can talk to the door."""
+        details = {"saved": bool(notice.granted), "detail": notice.detail, "install_mode": self.settings.osdp.install_mode}
+        try:
+            with self.sessions.begin() as session:
+                session.add(AdminAction(time=notice.time, actor=f"{notice.output}-panel", action="panel-key", subject=None, details=details))
+        except SQLAlchemyError as exc:
+            log.error("panel key change could not be stored (%s): %s", notice.detail, exc)
 
     def _record_panel(self, person: str | None, granted: bool, reason: str, details: dict[str, object]) -> None:
         draft = EventDraft(time=self.clock.now(), person=person, granted=granted, probability=None, reason=reason, details=details)
