@@ -466,6 +466,12 @@ class CredentialsConfig(Section):
         None, ge=0, description="First number of the free range; unset: nobody is given a number automatically."
     )
     free_last: int | None = Field(None, ge=0, description="Last number of the free range (inclusive).")
+    unknown_face_card: str | None = Field(
+        None, pattern=r"^[0-9]+(:[0-9]+)?$",
+        description="Card (FACILITY:NUMBER or a raw NUMBER) the panel outputs send once per visit of a face "
+        "refused as not recognised, for panels that log attempts; never a card anyone holds. Unset: strangers "
+        "send nothing.",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> "CredentialsConfig":
