@@ -12,9 +12,12 @@ import pytest
 from conftest import STRANGERS, copy_home, dev_people, make_settings, photos
 from osdp import KeyStore
 from osdp_panel import TestPanel, card_bits, pty_pair
+from sqlalchemy import select
 from test_door_service import events, replay_dir
 from test_wiegand import decode
 
+from db.audit_chain import verify_all
+from db.models import AdminAction
 from kiosk.config import (
     CameraConfig,
     CredentialsConfig,
@@ -27,7 +30,7 @@ from kiosk.config import (
 )
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board
-from kiosk.door.osdp_reader import OsdpReader, SerialChannel
+from kiosk.door.osdp_reader import OsdpReader, SerialChannel, build_osdp, load_scbk
 from kiosk.door.outputs import PanelNotice
 from kiosk.door.relay import build_relay
 from kiosk.door.service import build_door_service
@@ -217,3 +220,47 @@ def test_a_stranger_sends_the_unknown_face_card_once_per_visit(enrolled_dev, tmp
     assert [(e.person_name, e.details["card"]) for e in sent] == [(carded.name, "12:345")]
     bits = [bit for bit, _, _ in decode(pins.pin(D0), pins.pin(D1), *bases)]
     assert bits == frame_bits(Card(12, 345), 26) + frame_bits(Card(9, 999), 26) * 2  # the same on the Wiegand lines
+
+
+def test_a_key_the_panel_sets_in_install_mode_is_an_admin_action(enrolled_dev, tmp_path: Path, door_detector, embedder, pins) -> None:
+    home = copy_home(enrolled_dev[0], tmp_path / "home")
+    master, slave, path = pty_pair()
+    key_file, new = tmp_path / "etc" / "osdp.key", KeyStore.gen_key()
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, outputs=["osdp"])
+    settings = make_settings(home, door_hardware=hardware, osdp=OsdpConfig(port=path, baud=115200, address=1, key_file=key_file, install_mode=True))
+    ctx = KioskContext(settings)
+    ctx.__dict__["embedder"] = embedder
+    relay = build_relay(hardware, open_board(hardware))
+    reader = build_osdp(settings, relay)  # as `kiosk run` builds it: no key file yet
+    heard: queue.Queue[PanelNotice] = queue.Queue()
+    reader.listen(heard.put)
+    panel: TestPanel | None = None
+    try:
+        folder = replay_dir(tmp_path, [("quiet", photos(dev_people()[0])[0])])
+        source = HeldReplay(sorted(folder.iterdir()), folder, go=threading.Event(), release=threading.Event())  # nobody comes
+        service = build_door_service(ctx, ResilientCamera(source, CameraConfig(stall_seconds=600)), relay, detector=door_detector, outputs=[reader])
+        stop = threading.Event()
+        runner = threading.Thread(target=service.run, args=(stop,))
+        runner.start()
+        try:
+            panel = TestPanel(master, 1, new, enforce=False)  # the panel installing this reader
+            while (got := heard.get(timeout=WAIT)).kind != "key":
+                pass
+            assert got.granted
+        finally:
+            stop.set()
+            runner.join(timeout=WAIT)
+        assert not runner.is_alive()
+    finally:
+        if panel is not None:
+            panel.close()
+        reader.close()
+        relay.shutdown()
+        os.close(master)
+        os.close(slave)
+    assert load_scbk(key_file, home) == new
+    with ctx.sessions() as session:
+        actions = list(session.scalars(select(AdminAction).where(AdminAction.action == "panel-key")))
+    assert [(a.actor, a.details["saved"], a.details["install_mode"]) for a in actions] == [("osdp-panel", True, True)]
+    assert str(key_file) in actions[0].details["detail"] and new.hex() not in actions[0].details["detail"]
+    assert all(report.ok for report in verify_all(ctx.sessions))  # in the audit chain like any admin action
