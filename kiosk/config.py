@@ -472,6 +472,12 @@ class CredentialsConfig(Section):
         None, ge=0, description="First number of the free range; unset: nobody is given a number automatically."
     )
     free_last: int | None = Field(None, ge=0, description="Last number of the free range (inclusive).")
+    unknown_face_card: str | None = Field(
+        None, pattern=r"^[0-9]+(:[0-9]+)?$",
+        description="Card (FACILITY:NUMBER or a raw NUMBER) the panel outputs send once per visit of a face "
+        "refused as not recognised, for panels that log attempts; never a card anyone holds. Unset: strangers "
+        "send nothing.",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> "CredentialsConfig":
@@ -503,6 +509,17 @@ class OsdpConfig(Section):
     link_timeout_seconds: float = Field(
         3.0, gt=0.0, description="A secure channel not set up this long after the panel starts polling is logged as refused."
     )
+    install_mode: bool = Field(
+        False,
+        description="OSDP install mode: the panel may set a new key (KEYSET, over the default key SCBK-D if the "
+        "kiosk has none yet), which is written to key_file. Only while installing; off in service.",
+    )
+
+    @model_validator(mode="after")
+    def _install_needs_a_key_file(self) -> "OsdpConfig":
+        if self.install_mode and (not self.secure_channel or self.key_file is None):
+            raise ValueError("install_mode needs secure_channel = true and a key_file to keep the panel's key in")
+        return self
 
 
 class WiegandConfig(Section):

@@ -58,9 +58,11 @@ class TestPanel:
 
     __test__ = False
 
-    def __init__(self, master_fd: int, address: int, scbk: bytes | None):
-        # notifications: the CP's own view of the link arrives as events, so a test can wait for it
-        flags = [LibFlag.EnableNotification] + ([LibFlag.EnforceSecure] if scbk is not None else [])
+    def __init__(self, master_fd: int, address: int, scbk: bytes | None, enforce: bool = True):
+        # notifications: the CP's own view of the link arrives as events, so a test can wait for it.
+        # enforce=False is a panel installing a new reader: when its key fails it retries with the
+        # default key SCBK-D and, if the reader takes that (install mode), sets its own key (KEYSET).
+        flags = [LibFlag.EnableNotification] + ([LibFlag.EnforceSecure] if scbk is not None and enforce else [])
         self.address = address
         self.needs_secure = scbk is not None
         self.done: queue.Queue[tuple[int, int]] = queue.Queue()
@@ -111,6 +113,10 @@ class TestPanel:
         self._submit({
             "command": Command.Output, "output_no": 0, "control_code": control_code, "timer_count": timer_count,
         }, timeout)
+
+    def keyset(self, key: bytes, timeout: float = 30.0) -> None:
+        """Give the reader a new SCBK over the secure channel; libosdp then restarts the channel with it."""
+        self._submit({"command": Command.Keyset, "type": 1, "data": key}, timeout)
 
     def close(self) -> None:
         self.cp.teardown()

@@ -12,21 +12,35 @@ import pytest
 from conftest import STRANGERS, copy_home, dev_people, make_settings, photos
 from osdp import KeyStore
 from osdp_panel import TestPanel, card_bits, pty_pair
+from sqlalchemy import select
 from test_door_service import events, replay_dir
 from test_wiegand import decode
 
-from kiosk.config import CameraConfig, DetectionConfig, DoorHardwareConfig, ModelPaths, OsdpConfig, PolicyConfig, WiegandConfig
+from db.audit_chain import verify_all
+from db.models import AdminAction
+from kiosk.config import (
+    CameraConfig,
+    CredentialsConfig,
+    DetectionConfig,
+    DoorHardwareConfig,
+    ModelPaths,
+    OsdpConfig,
+    PolicyConfig,
+    WiegandConfig,
+)
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board
-from kiosk.door.osdp_reader import OsdpReader, SerialChannel
+from kiosk.door.osdp_reader import OsdpReader, SerialChannel, build_osdp, load_scbk
 from kiosk.door.outputs import PanelNotice
 from kiosk.door.relay import build_relay
 from kiosk.door.service import build_door_service
 from kiosk.door.status import DoorDecision, read_status
 from kiosk.door.wiegand import build_wiegand, frame_bits
+from kiosk.errors import ConfigError
 from kiosk.storage.credentials import Card, set_card
 from kiosk.vision.camera import Frame, ReplaySource, ResilientCamera
 from kiosk.vision.face_detection import FaceDetector
+from kiosk.vision.images import read_image
 
 WAIT = 60.0
 RELAY_PIN, D0, D1 = 17, 23, 24
@@ -130,3 +144,123 @@ def test_a_recognised_face_reaches_the_panel_and_the_panel_answers_on_the_displa
     # the kiosk's own lock never moved; the panel got the same card on the Wiegand lines too
     assert service.stats.pulses == 0 and all(not s.state for s in pins.pin(RELAY_PIN).states)
     assert [bit for bit, _, _ in decode(pins.pin(D0), pins.pin(D1), *bases)] == frame_bits(Card(12, 345), 26)
+
+
+def test_a_stranger_sends_the_unknown_face_card_once_per_visit(enrolled_dev, tmp_path: Path, door_detector, embedder, pins) -> None:
+    home = copy_home(enrolled_dev[0], tmp_path / "home")
+    carded, other = dev_people()[0], dev_people()[1]
+    # two strangers each alone in their photo: a second face in the background would be a visit too
+    strangers = [s for s in sorted(STRANGERS.iterdir()) if s.is_dir() and len(door_detector.detect(read_image(photos(s)[0])).faces) == 1][:2]
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, outputs=["osdp", "wiegand"])
+    settings = make_settings(
+        home, door_hardware=hardware, wiegand=WiegandConfig(d0_pin=D0, d1_pin=D1),
+        credentials=CredentialsConfig(unknown_face_card="9:999"),
+        # every frame of a refused visit after the first refusal is a repeat refusal: logged, never sent again
+        policy=PolicyConfig(window_frames=3, min_frames=2, track_max_missed=1, refusal_repeat_seconds=0.0),
+    )
+    ctx = KioskContext(settings)
+    ctx.__dict__["embedder"] = embedder
+    set_card(ctx.sessions, other.name, Card(9, 999))  # given before the setting: the door must not start
+    board = open_board(hardware)
+    relay = build_relay(hardware, board)
+    key = KeyStore.gen_key()
+    master, slave, path = pty_pair()
+    reader = OsdpReader(SerialChannel(path, 115200), OsdpConfig(port=path, baud=115200, address=1), key)
+    wiegand = build_wiegand(settings.wiegand, board)
+    panel: TestPanel | None = None
+    try:
+        shown = [(carded.name, photos(carded)[12]), ("stranger", photos(strangers[0])[0]), ("stranger", photos(strangers[1])[0])]
+        go, release = threading.Event(), threading.Event()
+        folder = replay_dir(tmp_path, shown)
+        source = HeldReplay(sorted(folder.iterdir()), folder, hold=6, gap=2, go=go, release=release)
+        with pytest.raises(ConfigError, match=f"is {other.name}'s card"):
+            build_door_service(ctx, ResilientCamera(source, CameraConfig()), relay, detector=door_detector, outputs=[reader, wiegand])
+        set_card(ctx.sessions, other.name, Card(9, 1000))
+        set_card(ctx.sessions, carded.name, Card(12, 345))
+        for pin in (pins.pin(D0), pins.pin(D1)):
+            pin.clear_states()
+        bases = pins.pin(D0)._last_change, pins.pin(D1)._last_change
+        links: queue.Queue[PanelNotice] = queue.Queue()
+        reader.listen(links.put)
+        service = build_door_service(ctx, ResilientCamera(source, CameraConfig(stall_seconds=600)), relay, detector=door_detector, outputs=[reader, wiegand])
+        runner = threading.Thread(target=service.run, args=(threading.Event(),))
+        reader.start()
+        panel = TestPanel(master, 1, key)
+        runner.start()
+        try:
+            while not links.get(timeout=WAIT).granted:  # a slow handshake may be called refused before it is up
+                pass
+            go.set()
+            reads = [panel.card_read(WAIT) for _ in range(3)]
+        finally:
+            release.set()
+            runner.join(timeout=WAIT)
+        assert not runner.is_alive()
+        assert [card_bits(e) for e in reads if e is not None] == [frame_bits(c, 26) for c in (Card(12, 345), Card(9, 999), Card(9, 999))]
+        assert panel.card_read(1.0) is None  # the repeat refusals of each visit sent nothing more
+    finally:
+        if panel is not None:
+            panel.close()
+        reader.close()
+        wiegand.close()
+        relay.shutdown()
+        os.close(master)
+        os.close(slave)
+
+    rows = events(home)
+    refusals = [e for e in rows if "door_event" not in e.details and not e.granted]
+    first = [e for e in refusals if e.person_name is None and not e.details.get("repeat")]
+    assert len(first) == 2 and len(refusals) > 2  # two visits, each refused again while it stayed
+    unknown = [e for e in rows if e.details.get("door_event") == "panel-unknown"]
+    assert [(e.person_name, e.granted, e.details["card"], e.details["refused_event"]) for e in unknown] == [
+        (None, False, "9:999", first[0].id), (None, False, "9:999", first[1].id),
+    ]
+    assert all(e.reason.startswith("unknown-face card sent to panel: osdp card 9:999") for e in unknown)
+    sent = [e for e in rows if e.details.get("door_event") == "panel-send"]
+    assert [(e.person_name, e.details["card"]) for e in sent] == [(carded.name, "12:345")]
+    bits = [bit for bit, _, _ in decode(pins.pin(D0), pins.pin(D1), *bases)]
+    assert bits == frame_bits(Card(12, 345), 26) + frame_bits(Card(9, 999), 26) * 2  # the same on the Wiegand lines
+
+
+def test_a_key_the_panel_sets_in_install_mode_is_an_admin_action(enrolled_dev, tmp_path: Path, door_detector, embedder, pins) -> None:
+    home = copy_home(enrolled_dev[0], tmp_path / "home")
+    master, slave, path = pty_pair()
+    key_file, new = tmp_path / "etc" / "osdp.key", KeyStore.gen_key()
+    hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, outputs=["osdp"])
+    settings = make_settings(home, door_hardware=hardware, osdp=OsdpConfig(port=path, baud=115200, address=1, key_file=key_file, install_mode=True))
+    ctx = KioskContext(settings)
+    ctx.__dict__["embedder"] = embedder
+    relay = build_relay(hardware, open_board(hardware))
+    reader = build_osdp(settings, relay)  # as `kiosk run` builds it: no key file yet
+    heard: queue.Queue[PanelNotice] = queue.Queue()
+    reader.listen(heard.put)
+    panel: TestPanel | None = None
+    try:
+        folder = replay_dir(tmp_path, [("quiet", photos(dev_people()[0])[0])])
+        source = HeldReplay(sorted(folder.iterdir()), folder, go=threading.Event(), release=threading.Event())  # nobody comes
+        service = build_door_service(ctx, ResilientCamera(source, CameraConfig(stall_seconds=600)), relay, detector=door_detector, outputs=[reader])
+        stop = threading.Event()
+        runner = threading.Thread(target=service.run, args=(stop,))
+        runner.start()
+        try:
+            panel = TestPanel(master, 1, new, enforce=False)  # the panel installing this reader
+            while (got := heard.get(timeout=WAIT)).kind != "key":
+                pass
+            assert got.granted
+        finally:
+            stop.set()
+            runner.join(timeout=WAIT)
+        assert not runner.is_alive()
+    finally:
+        if panel is not None:
+            panel.close()
+        reader.close()
+        relay.shutdown()
+        os.close(master)
+        os.close(slave)
+    assert load_scbk(key_file, home) == new
+    with ctx.sessions() as session:
+        actions = list(session.scalars(select(AdminAction).where(AdminAction.action == "panel-key")))
+    assert [(a.actor, a.details["saved"], a.details["install_mode"]) for a in actions] == [("osdp-panel", True, True)]
+    assert str(key_file) in actions[0].details["detail"] and new.hex() not in actions[0].details["detail"]
+    assert all(report.ok for report in verify_all(ctx.sessions))  # in the audit chain like any admin action

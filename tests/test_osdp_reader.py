@@ -9,15 +9,15 @@ from __future__ import annotations
 import logging
 import os
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from osdp import CardFormat, KeyStore
 from osdp_panel import TestPanel, card_bits, pty_pair
 
-from kiosk.config import OsdpConfig
-from kiosk.door.osdp_reader import OsdpReader, SerialChannel, load_scbk
+from kiosk.config import OsdpConfig, Settings
+from kiosk.door.osdp_reader import OsdpReader, SerialChannel, build_osdp, load_scbk
 from kiosk.door.outputs import PanelNotice
 from kiosk.door.wiegand import frame_bits
 from kiosk.errors import ConfigError
@@ -41,20 +41,24 @@ class Relay:
 
 
 class Bench:
-    """A pty with the kiosk's reader on the slave side and a test panel on the master side."""
+    """A pty with the kiosk's reader on the slave side and a test panel on the master side; the reader is
+    built from `key`, or by `build` from the pty's path (as `kiosk run` builds it from the settings)."""
 
-    def __init__(self, key: bytes | None, relay: Relay | None = None, length: int = 26):
+    def __init__(self, key: bytes | None, relay: Relay | None = None, length: int = 26, build: Callable[[str], OsdpReader] | None = None):
         self.master, self.slave, path = pty_pair()
         self.config = OsdpConfig(port=path, baud=115200, address=ADDRESS, format=length, secure_channel=key is not None,
                                  link_timeout_seconds=3.0)
         self.notices: queue.Queue[PanelNotice] = queue.Queue()
-        self.reader = OsdpReader(SerialChannel(path, 115200), self.config, key, relay=relay)  # type: ignore[arg-type]
+        if build is not None:
+            self.reader = build(path)
+        else:
+            self.reader = OsdpReader(SerialChannel(path, 115200), self.config, key, relay=relay)  # type: ignore[arg-type]
         self.reader.listen(self.notices.put)
         self.reader.start()
         self.panel: TestPanel | None = None
 
-    def connect(self, key: bytes | None) -> TestPanel:
-        self.panel = TestPanel(self.master, ADDRESS, key)
+    def connect(self, key: bytes | None, enforce: bool = True) -> TestPanel:
+        self.panel = TestPanel(self.master, ADDRESS, key, enforce)
         return self.panel
 
     def link_up(self) -> None:
@@ -188,3 +192,96 @@ def test_the_key_file_must_be_private_outside_the_data_directory_and_well_formed
         load_scbk(good, home)
     with pytest.raises(ConfigError, match="key_file' is not set"):
         load_scbk(None, home)
+
+
+def configured(home: Path, key_file: Path, install_mode: bool) -> Callable[[str], OsdpReader]:
+    """The reader `kiosk run` builds from [osdp] settings, on the bench's pty."""
+    def build(port: str) -> OsdpReader:
+        osdp = OsdpConfig(port=port, baud=115200, address=ADDRESS, key_file=key_file, install_mode=install_mode, link_timeout_seconds=3.0)
+        return build_osdp(Settings(home=home, osdp=osdp), Relay())  # type: ignore[arg-type]
+    return build
+
+
+def granted_card_arrives(bench: Bench, panel: TestPanel) -> None:
+    assert bench.reader.grant("Ada", Card(7, 77)).sent
+    event = panel.card_read(WAIT)
+    assert event is not None and card_bits(event) == frame_bits(Card(7, 77), 26) and panel.secure()
+
+
+def test_install_mode_takes_the_panels_key_and_the_next_start_uses_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "kiosk.door.osdp_reader")
+    home, key_file, new = tmp_path / "home", tmp_path / "etc" / "osdp.key", KeyStore.gen_key()
+    installing = Bench(None, build=configured(home, key_file, install_mode=True))  # no key file yet
+    try:
+        assert installing.reader.link() == "install mode: waiting for the panel to set the key"
+        assert not installing.reader.grant("Ada", Card(7, 77)).sent  # nothing goes out over the default key
+        panel = installing.connect(new, enforce=False)  # the panel installing a reader: SCBK-D, then KEYSET
+        taken = installing.notice("key")
+        assert taken.granted is True and str(key_file) in taken.detail and "install mode" in taken.detail
+        installing.link_up()
+        assert installing.reader.link() == "secure channel up (install mode)"
+        granted_card_arrives(installing, panel)
+    finally:
+        installing.close()
+    assert key_file.read_text() == new.hex() + "\n" and key_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in key_file.parent.iterdir()] == ["osdp.key"]  # no temporary file left beside it
+    assert "now set osdp.install_mode = false" in caplog.text and new.hex() not in caplog.text
+
+    serving = Bench(None, build=configured(home, key_file, install_mode=False))  # restarted in service
+    try:
+        panel = serving.connect(new)  # the panel enforcing the key it set
+        serving.link_up()
+        assert serving.reader.link() == "secure channel up"
+        granted_card_arrives(serving, panel)
+    finally:
+        serving.close()
+
+
+def test_outside_install_mode_the_default_key_is_refused_and_the_key_file_kept(tmp_path: Path, key: bytes) -> None:
+    key_file = tmp_path / "osdp.key"
+    key_file.write_text(key.hex())
+    key_file.chmod(0o600)
+    bench = Bench(None, build=configured(tmp_path / "home", key_file, install_mode=False))
+    try:
+        panel = bench.connect(KeyStore.gen_key(), enforce=False)  # its key fails, then it tries SCBK-D
+        refused = bench.notice("link")
+        assert refused.granted is False and "key differs" in refused.detail
+        assert not panel.secure() and bench.notices.empty()  # no key notice: nothing was taken
+    finally:
+        bench.close()
+    assert load_scbk(key_file, tmp_path / "home") == key
+
+
+def test_a_panel_with_the_key_may_change_it_and_the_file_follows(tmp_path: Path, key: bytes) -> None:
+    key_file, new = tmp_path / "osdp.key", KeyStore.gen_key()
+    key_file.write_text(key.hex())
+    key_file.chmod(0o600)
+    bench = Bench(None, build=configured(tmp_path / "home", key_file, install_mode=False))
+    try:
+        panel = bench.connect(key)
+        bench.link_up()
+        panel.keyset(new)
+        changed = bench.notice("key")
+        assert changed.granted is True and "over the secure channel" in changed.detail
+        assert load_scbk(key_file, tmp_path / "home") == new
+        panel.wait_ready(WAIT)  # libosdp restarts the channel with the new key on both sides
+        if not bench.reader.grant("Ada", Card(7, 77)).sent:  # the reader saw the restart, not yet the channel back
+            bench.link_up()
+            assert bench.reader.grant("Ada", Card(7, 77)).sent
+        event = panel.card_read(WAIT)
+        assert event is not None and card_bits(event) == frame_bits(Card(7, 77), 26) and panel.secure()
+    finally:
+        bench.close()
+
+
+def test_a_key_that_cannot_be_kept_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, "kiosk.door.osdp_reader")
+    (tmp_path / "etc").write_text("a file where the key's folder should be")
+    bench = Bench(None, build=configured(tmp_path / "home", tmp_path / "etc" / "osdp.key", install_mode=True))
+    try:
+        panel = bench.connect(KeyStore.gen_key(), enforce=False)
+        refused = bench.notice("key")
+        assert refused.granted is False and "could not be saved" in refused.detail and "could not be saved" in caplog.text
+        assert not bench.reader.grant("Ada", Card(7, 77)).sent and panel.card_read(1.0) is None
+    finally:
+        bench.close()

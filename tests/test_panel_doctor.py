@@ -11,7 +11,7 @@ from osdp_panel import pty_pair
 
 from db.models import Person
 from kiosk.admin.diagnostics import check_panel
-from kiosk.config import DoorHardwareConfig, OsdpConfig, Settings, WiegandConfig
+from kiosk.config import CredentialsConfig, DoorHardwareConfig, OsdpConfig, Settings, WiegandConfig
 from kiosk.context import KioskContext
 from kiosk.door.status import DoorStatus
 from kiosk.storage.credentials import Card, set_card
@@ -54,6 +54,36 @@ def test_doctor_checks_the_panel_outputs_and_the_cards(tmp_path: Path, pins) -> 
         up = check_panel(ctx, status("osdp: secure channel up; wiegand: ok"))
         assert [(f.check, f.status) for f in up if f.check == "panel link"] == [("panel link", "ok")]
         assert check_panel(KioskContext(Settings(home=tmp_path / "relay-only")), None) == []
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_doctor_warns_of_install_mode_and_checks_the_unknown_face_card(tmp_path: Path) -> None:
+    master, slave, port = pty_pair()
+    settings = Settings(
+        home=tmp_path / "home",
+        door_hardware=DoorHardwareConfig(pin_factory="mock", outputs=["osdp"]),
+        osdp=OsdpConfig(port=port, key_file=tmp_path / "osdp.key", install_mode=True),  # no key yet
+        credentials=CredentialsConfig(unknown_face_card="9:999"),
+    )
+    ctx = KioskContext(settings)
+    with ctx.sessions.begin() as session:
+        session.add(Person(name="Ada"))
+    set_card(ctx.sessions, "Ada", Card(12, 345))
+    try:
+        found = {(f.check, f.status): f.detail for f in check_panel(ctx, None)}
+        assert "panel may set a new secure channel key" in found[("osdp install mode", "warn")]
+        assert "no key yet" in found[("osdp key", "warn")]
+        assert "sends card 9:999" in found[("unknown-face card", "ok")]
+        running = check_panel(ctx, status("osdp: secure channel up (install mode)"))
+        assert {(f.check, f.status) for f in running} >= {("panel link", "ok"), ("osdp install mode", "warn")}
+
+        set_card(ctx.sessions, "Ada", Card(9, 999))  # given before the setting was made
+        clash = {(f.check, f.status): f.detail for f in check_panel(ctx, None)}
+        assert "is Ada's card" in clash[("unknown-face card", "fail")]
+        served = KioskContext(settings.model_copy(update={"osdp": OsdpConfig(port=port, key_file=tmp_path / "osdp.key")}))
+        assert all(f.check != "osdp install mode" for f in check_panel(served, None))
     finally:
         os.close(master)
         os.close(slave)

@@ -339,7 +339,7 @@ def check_panel(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
     from sqlalchemy import select
 
     from db.models import Person
-    from kiosk.storage.credentials import all_cards, parse_card
+    from kiosk.storage.credentials import all_cards, parse_card, unknown_face_card
 
     settings = ctx.settings
     panel = [o for o in settings.door_hardware.outputs if o != "relay"]
@@ -353,6 +353,11 @@ def check_panel(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
                                 "and that the panel polls this port" if bad else ""))
     else:
         findings += _panel_hardware(ctx, panel)
+    if "osdp" in panel and settings.osdp.secure_channel and settings.osdp.install_mode:
+        findings.append(Finding(
+            "osdp install mode", "warn", "on: a panel may set a new secure channel key (over the default key while the kiosk has none)",
+            "once the panel has set its key (logged, and an admin action), set osdp.install_mode = false and restart",
+        ))
     with ctx.sessions() as session:
         people = list(session.scalars(select(Person.name)))
     cards = all_cards(ctx.sessions)
@@ -373,6 +378,12 @@ def check_panel(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
                 card_findings.append(Finding("cards", "fail", f"{person}: {exc} ({output}.format)", "give them a card that fits, or change the format in the panel and here"))
     if not card_findings:
         card_findings.append(Finding("cards", "ok", f"all {len(people)} people have a card number that fits {', '.join(f'{o} {n}-bit' for o, n in formats.items())}"))
+    if settings.credentials.unknown_face_card is not None:
+        try:
+            unknown = unknown_face_card(settings.credentials, ctx.sessions, formats.values())
+            card_findings.append(Finding("unknown-face card", "ok", f"a stranger refused sends card {unknown}, once per visit"))
+        except KioskError as exc:
+            card_findings.append(Finding("unknown-face card", "fail", str(exc), "set credentials.unknown_face_card to a number the panel holds for nobody"))
     return findings + card_findings
 
 
@@ -381,13 +392,17 @@ def _panel_hardware(ctx: KioskContext, panel: list[str]) -> list[Finding]:
     settings = ctx.settings
     findings: list[Finding] = []
     if "osdp" in panel:
-        from kiosk.door.osdp_reader import SerialChannel, load_scbk
+        from kiosk.door.osdp_reader import SerialChannel, key_path, load_scbk
 
         config = settings.osdp
         if config.secure_channel:
             try:
-                load_scbk(config.key_file, settings.home)
-                findings.append(Finding("osdp key", "ok", f"secure channel key {config.key_file} is private and outside the data directory"))
+                if config.install_mode and config.key_file is not None and not key_path(config.key_file, settings.home).exists():
+                    findings.append(Finding("osdp key", "warn", f"no key yet: install mode waits for the panel to set one in {config.key_file}",
+                                            "in the panel, install this reader (secure channel, its default-key setup allowed)"))
+                else:
+                    load_scbk(config.key_file, settings.home)
+                    findings.append(Finding("osdp key", "ok", f"secure channel key {config.key_file} is private and outside the data directory"))
             except KioskError as exc:
                 findings.append(Finding("osdp key", "fail", str(exc), "write the panel's SCBK as 32 hex digits to a file outside the data directory, chmod 600"))
         else:

@@ -58,7 +58,7 @@ def card(lazy: Lazy, name: str, card: str | None, free: bool) -> None:
     if free == (card is not None):
         raise KioskError("give either a card (FACILITY:NUMBER or NUMBER) or --free")
     if card is not None:
-        previous = set_card(sessions, name, parse_card(card))
+        previous = set_card(sessions, name, parse_card(card), config=lazy.kiosk.settings.credentials)
         click.echo(f"{name}: card {parse_card(card)}" + (f" (was {previous})" if previous else ""))
         return
     settings = lazy.kiosk.settings.credentials

@@ -5,7 +5,10 @@ libosdp runs the PD in-process: its thread answers the panel's polls over the se
 the person's card as a raw Wiegand frame (26 or 34 bits, the panel decodes facility and
 number with its own format setting). Secure channel is on by default, with the SCBK from an
 owner-only key file outside the data directory; a panel with another key is refused by
-libosdp and the refusal logged and reported.
+libosdp and the refusal logged and reported. Only in install mode (`osdp.install_mode`) may a
+panel open the secure channel with OSDP's default key (SCBK-D) while the kiosk has no key yet;
+a new key the panel sets (KEYSET, in install mode or over the secure channel with the current
+key) is written to the key file before libosdp acknowledges it, or refused if it cannot be.
 
 Back from the panel: LED commands (green = granted, red = refused) after a card read are the
 panel's answer, shown on the door display and stored; buzzer commands are remembered with
@@ -25,6 +28,8 @@ import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +42,7 @@ from kiosk.door.relay import DoorRelay
 from kiosk.door.wiegand import frame_bits
 from kiosk.errors import ConfigError, KioskError
 from kiosk.storage.credentials import Card
+from kiosk.storage.crop_store import replace_key_file
 
 if TYPE_CHECKING:
     from kiosk.config import Settings
@@ -46,15 +52,24 @@ log = logging.getLogger(__name__)
 WATCH_SECONDS = 0.05
 ANSWER_SECONDS = 10.0  # an LED command this soon after a card read is the panel's answer to it
 LED_ANSWERS = {"green": True, "red": False}
+KEYSET_SCBK = 1  # KEYSET key type: the secure channel base key
+
+SaveKey = Callable[[bytes], None]
+
+
+def key_path(key_file: Path, home: Path) -> Path:
+    """Where the key lives; never inside the data directory, whose copies would carry it."""
+    path = key_file.expanduser().resolve()
+    if path.is_relative_to(home.expanduser().resolve()):
+        raise ConfigError(f"config: 'osdp.key_file' must lie outside the data directory {home}: {key_file}")
+    return path
 
 
 def load_scbk(key_file: Path | None, home: Path) -> bytes:
     """The 16-byte SCBK from a private key file outside the data directory (32 hex digits)."""
     if key_file is None:
         raise ConfigError("config: 'osdp.key_file' is not set; the secure channel needs the panel's SCBK (or set osdp.secure_channel = false)")
-    path = key_file.expanduser().resolve()
-    if path.is_relative_to(home.expanduser().resolve()):
-        raise ConfigError(f"config: 'osdp.key_file' must lie outside the data directory {home}: {key_file}")
+    path = key_path(key_file, home)
     try:
         info = path.stat()
         text = path.read_text(encoding="ascii").strip()
@@ -71,6 +86,16 @@ def load_scbk(key_file: Path | None, home: Path) -> bytes:
     if len(key) != 16:
         raise ConfigError(f"config: 'osdp.key_file' {key_file} must hold the 16-byte SCBK as 32 hex digits")
     return key
+
+
+def save_scbk(key: bytes, key_file: Path, home: Path) -> None:
+    """Keep a key the panel set where load_scbk reads it: replaced in one step (a crash leaves the old
+    key or the new, never half of one), owner-only, and read back through the same checks."""
+    if len(key) != 16:
+        raise KioskError(f"an SCBK is 16 bytes, the panel sent {len(key)}")
+    replace_key_file(key_path(key_file, home), key.hex().encode())
+    if load_scbk(key_file, home) != key:
+        raise KioskError(f"{key_file} does not read back as the key just written")
 
 
 def pack_bits(bits: list[int]) -> bytes:
@@ -142,9 +167,13 @@ class OsdpReader(DoorOutput):
         scbk: bytes | None,
         relay: DoorRelay | None = None,
         relay_seconds: float = 3.0,
+        save_key: SaveKey | None = None,
     ):
         self.config = config
         self.secure = config.secure_channel
+        self.install = self.secure and config.install_mode
+        self._save_key = save_key
+        self._keyed = scbk is not None or not self.secure  # False: install mode until the panel sets a key
         self.relay = relay
         self.relay_seconds = relay_seconds
         self._channel = channel
@@ -154,7 +183,7 @@ class OsdpReader(DoorOutput):
         self._asked_at: float | None = None  # monotonic time of the last card read the panel has not answered
         self.led = "off"  # the panel's last LED colour and beeps: the door display's state
         self.beeps = 0
-        self.state = "waiting for the panel"
+        self.state = "waiting for the panel" if self._keyed else "install mode: waiting for the panel to set the key"
         self._usable = False
         self._refused = False
         self._online_since: float | None = None
@@ -167,9 +196,13 @@ class OsdpReader(DoorOutput):
             caps.append((Capability.OutputControl, 1, 1))
         if self.secure:
             caps.append((Capability.CommunicationSecurity, 1, 1))
-        flags = [LibFlag.EnforceSecure] if self.secure else []
+        # install mode cannot enforce the secure channel: enforcing forbids the default key SCBK-D
+        flags = [LibFlag.InstallMode] if self.install else [LibFlag.EnforceSecure] if self.secure else []
         if not self.secure:
             log.warning("OSDP secure channel is off: card numbers cross the bus in clear")
+        if self.install:
+            log.warning("OSDP install mode is on: a panel may set a new key%s; turn osdp.install_mode off once it has",
+                        "" if scbk is not None else " over the default key SCBK-D (no card reads until it has)")
         info = PDInfo(config.address, channel, scbk=scbk if self.secure else None, flags=flags, name="kiosk")
         self.pd = PeripheralDevice(
             info, PDCapabilities(caps), log_level=LogLevel.Warning,
@@ -235,6 +268,8 @@ class OsdpReader(DoorOutput):
 
     def _command(self, command: dict[str, Any]) -> tuple[int, None]:
         kind = command.get("command")
+        if kind == Command.Keyset:
+            return (0 if self._on_keyset(command) else -1), None  # -1: libosdp answers NAK, the old key stays
         if kind == Command.LED:
             self._on_led(_led_color(command.get("on_color", -1)))
         elif kind == Command.Buzzer:
@@ -254,6 +289,33 @@ class OsdpReader(DoorOutput):
             beeps = f", {self.beeps} beep{'s' * (self.beeps != 1)}" if self.beeps else ""
             self.beeps = 0  # beeps go with the answer they came before
             self._tell(notice(self.name, "answer", LED_ANSWERS[colour], f"LED {colour}{beeps}"))
+
+    def _on_keyset(self, command: dict[str, Any]) -> bool:
+        """A new SCBK from the panel: saved before libosdp acknowledges and switches to it, so the kiosk
+        still has the panel's key after a restart; one that cannot be saved is refused."""
+        key = bytes(command.get("data") or b"")
+        saved = False
+        if command.get("type") != KEYSET_SCBK or len(key) != 16:
+            detail = f"refused a new key from the panel: not a 16-byte SCBK (type {command.get('type')}, {len(key)} bytes)"
+        elif self._save_key is None:
+            detail = "refused a new key from the panel: no osdp.key_file to keep it in"
+        else:
+            try:
+                self._save_key(key)
+            except (KioskError, OSError) as exc:
+                detail = f"refused a new key from the panel: it could not be saved to {self.config.key_file} ({exc})"
+            else:
+                saved = True
+                how = "in install mode" if self.install else "over the secure channel"
+                detail = f"the panel set a new secure channel key ({how}), saved to {self.config.key_file}"
+        if saved:
+            log.warning("OSDP %s%s", detail, "; now set osdp.install_mode = false" if self.install else "")
+        else:
+            log.error("OSDP %s", detail)
+        self._tell(notice(self.name, "key", saved, detail))
+        if saved:
+            self._keyed = True  # after the key notice, so the link's "up" that may follow comes after it
+        return saved
 
     def _on_output(self, command: dict[str, Any]) -> None:
         if self.relay is None:
@@ -280,14 +342,14 @@ class OsdpReader(DoorOutput):
         while not self._stop.wait(WATCH_SECONDS):
             online, secure = self.pd.is_online(), self.pd.is_sc_active()
             now = time.monotonic()
-            usable = online and (secure or not self.secure)
+            usable = online and self._keyed and (secure or not self.secure)
             if usable or not online:
                 self._online_since = None
             elif self._online_since is None:  # polled, but no secure channel: since when
                 self._online_since = now
             if usable and not self._usable:
                 self._usable, self._refused = True, False
-                self.state = "secure channel up" if self.secure else "up (no secure channel)"
+                self.state = "up (no secure channel)" if not self.secure else "secure channel up (install mode)" if self.install else "secure channel up"
                 log.warning("OSDP link to the panel %s", self.state)
                 self._tell(notice(self.name, "link", True, self.state))
             elif not usable and self._usable:
@@ -301,7 +363,10 @@ class OsdpReader(DoorOutput):
                 and now - self._online_since >= self.config.link_timeout_seconds
             ):
                 self._refused = True
-                self.state = "secure channel refused: the panel's key differs from osdp.key_file, or it dropped the channel"
+                self.state = (
+                    "secure channel refused: the panel's key differs from osdp.key_file, or it dropped the channel" if self._keyed
+                    else "install mode: the panel has not set a key (set it to install this reader without enforcing its key)"
+                )
                 log.error("OSDP %s", self.state)
                 self._tell(notice(self.name, "link", False, self.state))
 
@@ -324,15 +389,23 @@ class OsdpReader(DoorOutput):
 
 
 def build_osdp(settings: Settings, relay: DoorRelay) -> OsdpReader:
-    """The configured reader on its serial port; the key is checked before the port is opened."""
+    """The configured reader on its serial port; the key is checked before the port is opened (in install
+    mode the key file may not exist yet: the panel's key will be written there)."""
     config = settings.osdp
-    scbk = load_scbk(config.key_file, settings.home) if config.secure_channel else None
+    scbk: bytes | None = None
+    save_key: SaveKey | None = None
+    if config.secure_channel:
+        no_key_yet = config.install_mode and config.key_file is not None and not key_path(config.key_file, settings.home).exists()
+        scbk = None if no_key_yet else load_scbk(config.key_file, settings.home)
+        if config.key_file is not None:
+            save_key = partial(save_scbk, key_file=config.key_file, home=settings.home)
     channel = SerialChannel(config.port, config.baud)
     try:
         return OsdpReader(
             channel, config, scbk,
             relay=relay if config.output_drives_relay else None,
             relay_seconds=settings.door_hardware.pulse_seconds,
+            save_key=save_key,
         )
     except BaseException:
         channel.close()

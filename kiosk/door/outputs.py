@@ -5,8 +5,8 @@ panel outputs (OSDP in kiosk.door.osdp_reader, Wiegand in kiosk.door.wiegand) ne
 they send the person's card number and the site's access panel decides. Each `grant` returns a
 `SendResult` that the door service records, so a credential that could not be sent (no card,
 link down, a number that does not fit the format) is in the audit trail, never silently lost.
-Panel outputs that hear back from the panel (OSDP's LED/buzzer commands, its link state) report
-`PanelNotice`s to the callback the door service gives them.
+Panel outputs that hear back from the panel (OSDP's LED/buzzer commands, its link state, a new
+secure channel key it set) report `PanelNotice`s to the callback the door service gives them.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ class SendResult:
 
 @dataclass(frozen=True)
 class PanelNotice:
-    """Something the panel told the kiosk: an answer (granted / refused) or a change of link state."""
+    """Something the panel told the kiosk: an answer (granted / refused), a change of link state, or a new key."""
 
     output: str
-    kind: Literal["answer", "link"]
-    granted: bool | None  # answer: the panel's verdict; link: True = up, False = lost
+    kind: Literal["answer", "link", "key"]
+    granted: bool | None  # answer: the panel's verdict; link: True = up, False = lost; key: True = saved
     detail: str
     time: datetime
 
@@ -51,7 +51,8 @@ class DoorOutput(ABC):
 
     @abstractmethod
     def grant(self, person: str | None, card: Card | None) -> SendResult:
-        """Act on a grant for `person` (whose card is `card`, if any); never raises for a send that failed."""
+        """Act on a grant for `person` (whose card is `card`, if any); never raises for a send that failed.
+        Panel outputs are also called with person None and the unknown-face card for a refused stranger."""
 
     def start(self) -> None:
         """Begin talking to the hardware; the door loop calls it when it starts, after the models loaded."""
@@ -82,5 +83,5 @@ class RelayOutput(DoorOutput):
         return SendResult(self.name, True, f"relay open {self.pulse_seconds:g} s")
 
 
-def notice(output: str, kind: Literal["answer", "link"], granted: bool | None, detail: str) -> PanelNotice:
+def notice(output: str, kind: Literal["answer", "link", "key"], granted: bool | None, detail: str) -> PanelNotice:
     return PanelNotice(output, kind, granted, detail, utcnow())

@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Calibration, TrainingRun
+from db.models import AdminAction, Calibration, TrainingRun
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
 from kiosk.door.access_log import AccessLog, EventDraft
@@ -53,7 +53,7 @@ from kiosk.liveness.setup import LivenessSetup, load_liveness
 from kiosk.liveness.setup import threshold_in_force as liveness_threshold
 from kiosk.recognition.base import Recogniser
 from kiosk.recognition.selection import Selection
-from kiosk.storage.credentials import Card, card_for
+from kiosk.storage.credentials import Card, card_for, unknown_face_card
 from kiosk.storage.crop_store import CropStore
 from kiosk.storage.thumbnails import save_thumbnail
 from kiosk.vision.camera import Frame, ResilientCamera
@@ -117,7 +117,11 @@ class DoorService:
         self.relay = relay
         self.outputs = outputs if outputs is not None else [RelayOutput(relay, settings.door_hardware.pulse_seconds)]
         self._notices: queue.SimpleQueue[PanelNotice] = queue.SimpleQueue()
-        self._last_send: tuple[float, Verdict] | None = None  # (monotonic time, grant) of the last card sent
+        self._last_send: tuple[float, Verdict] | None = None  # (monotonic time, verdict) of the last card sent
+        panel = [name for name in settings.door_hardware.outputs if name != "relay"]
+        lengths = [settings.osdp.format if name == "osdp" else settings.wiegand.format for name in panel]
+        # checked before the door starts: fits the formats, nobody's card
+        self.unknown_card = unknown_face_card(settings.credentials, sessions, lengths) if panel else None
         for output in self.outputs:
             output.listen(self._notices.put)
         self.sessions = sessions
@@ -318,6 +322,8 @@ class DoorService:
             self.stats.event_ids.append(event_id)
             if granted:
                 self._open(verdict, event_id)
+            elif self.unknown_card is not None and verdict.person is None and not verdict.details.get("repeat"):
+                self._send_unknown(verdict, event_id, self.unknown_card)
         if granted:
             self.stats.grants += 1
         else:
@@ -342,16 +348,11 @@ class DoorService:
             if not output.drives_lock and lookup_error:
                 panel_results.append(SendResult(output.name, False, lookup_error))
                 continue
-            try:
-                result = output.grant(verdict.person, card)
-            except Exception as exc:  # a panel output that broke: recorded, the others still act
-                if output.drives_lock:
-                    raise  # the relay fails as it always did
-                log.exception("door output %s failed", output.name)
-                result = SendResult(output.name, False, f"failed: {exc}")
             if not output.drives_lock:
-                panel_results.append(result)
-            elif result.sent:
+                panel_results.append(self._panel_send(output, verdict.person, card))
+                continue
+            result = output.grant(verdict.person, card)  # the relay fails as it always did
+            if result.sent:
                 self.stats.pulses += 1
                 self.stats.pulse_latencies.append(self.clock.monotonic() - verdict.first_seen)
         if not panel:
@@ -372,6 +373,31 @@ class DoorService:
              "outputs": {r.output: {"sent": r.sent, "detail": r.detail} for r in panel_results}},
         )
 
+    def _send_unknown(self, verdict: Verdict, event_id: int, card: Card) -> None:
+        """A stranger refused (not recognised; the policy's first refusal of the visit): the panel outputs
+        send the unknown-face card, for panels that log attempts. Refusals of people it knows (liveness,
+        cooldown, access hours, tailgating beside them) send nothing: a card read there would be theirs."""
+        results = [self._panel_send(output, None, card) for output in self.outputs if not output.drives_lock]
+        if not results:
+            return
+        sent = [r.sent for r in results]
+        if any(sent):
+            self._last_send = (self.clock.monotonic(), verdict)  # the panel's answer is about this stranger
+        how = "sent to panel" if all(sent) else "partly sent to panel" if any(sent) else "NOT sent to panel"
+        self._record_panel(
+            None, False, f"unknown-face card {how}: " + "; ".join(f"{r.output} {r.detail}" for r in results),
+            {"door_event": "panel-unknown", "refused_event": event_id, "card": str(card),
+             "outputs": {r.output: {"sent": r.sent, "detail": r.detail} for r in results}},
+        )
+
+    def _panel_send(self, output: DoorOutput, person: str | None, card: Card | None) -> SendResult:
+        """One panel output's send; one that broke is recorded as not sent and the others still act."""
+        try:
+            return output.grant(person, card)
+        except Exception as exc:
+            log.exception("door output %s failed", output.name)
+            return SendResult(output.name, False, f"failed: {exc}")
+
     def _store_panel_notices(self) -> None:
         """The panel's answers (LED/buzzer) and link changes: stored, and answers shown on the display."""
         while True:
@@ -383,6 +409,9 @@ class DoorService:
                 self._record_panel(None, bool(notice.granted), f"panel link {'up' if notice.granted else 'lost'}: {notice.output} {notice.detail}",
                                    {"door_event": "panel-link", "output": notice.output, "up": notice.granted})
                 continue
+            if notice.kind == "key":
+                self._record_key(notice)
+                continue
             recent = self._last_send
             verdict = recent[1] if recent and self.clock.monotonic() - recent[0] <= PANEL_ANSWER_SECONDS else None
             person = verdict.person if verdict else None
@@ -392,6 +421,15 @@ class DoorService:
             decision = DoorDecision(notice.time, person, verdict.probability if verdict else 0.0, bool(notice.granted),
                                     answer, verdict.track_id if verdict else None)
             self._tell(decision)
+
+    def _record_key(self, notice: PanelNotice) -> None:
+        """A secure channel key the panel set (or tried to): an admin action, since it changes who can talk to the door."""
+        details = {"saved": bool(notice.granted), "detail": notice.detail, "install_mode": self.settings.osdp.install_mode}
+        try:
+            with self.sessions.begin() as session:
+                session.add(AdminAction(time=notice.time, actor=f"{notice.output}-panel", action="panel-key", subject=None, details=details))
+        except SQLAlchemyError as exc:
+            log.error("panel key change could not be stored (%s): %s", notice.detail, exc)
 
     def _record_panel(self, person: str | None, granted: bool, reason: str, details: dict[str, object]) -> None:
         draft = EventDraft(time=self.clock.now(), person=person, granted=granted, probability=None, reason=reason, details=details)

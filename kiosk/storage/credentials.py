@@ -5,10 +5,13 @@ number and the panel decides. The number must match the card the panel already k
 admin types it in (`--card FACILITY:NUMBER`, or a raw NUMBER for other formats); face-only
 people get the next free number from a configured range. Each change is an admin action in the
 audit chain; the credential goes with the person when they are erased (the row cascades).
+An optional unknown-face card (`credentials.unknown_face_card`) is what the panel is sent for a
+stranger; it is kept off everyone's record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AdminAction, Credential, Person
 from kiosk.config import CredentialsConfig
-from kiosk.errors import KioskError
+from kiosk.errors import ConfigError, KioskError
 
 MAX_FACILITY = 0xFFFF
 MAX_NUMBER = 0xFFFF
@@ -34,16 +37,19 @@ class Card:
     def __str__(self) -> str:
         return str(self.number) if self.facility is None else f"{self.facility}:{self.number}"
 
+    @property
+    def value(self) -> int:
+        """The number the panel decodes from the frame: 12:345 and the raw 786777 are the same card to it."""
+        return self.number if self.facility is None else (self.facility << 16) | self.number
+
     def data_bits(self, length: int) -> int:
         """The frame's data field (length - 2 parity bits), or KioskError if the card does not fit."""
         width = length - 2
-        if self.facility is None:
-            value = self.number
-        else:
+        value = self.value
+        if self.facility is not None:
             fac_bits = width - 16  # H10301: 8-bit facility; 34-bit: 16-bit facility, both 16-bit number
             if self.facility >= 1 << fac_bits:
                 raise KioskError(f"card {self} does not fit {length}-bit: facility above {(1 << fac_bits) - 1}")
-            value = (self.facility << 16) | self.number
         if value >= 1 << width:
             raise KioskError(f"card {self} does not fit {length}-bit: more than {width} data bits")
         return value
@@ -69,8 +75,12 @@ def card_of(row: Credential) -> Card:
     return Card(row.facility, row.number)
 
 
-def set_card(sessions: sessionmaker[Session], name: str, card: Card, actor: str = "cli") -> Card | None:
-    """Give NAME this card (replacing theirs); returns the card they had. Unique per site."""
+def set_card(
+    sessions: sessionmaker[Session], name: str, card: Card, actor: str = "cli", config: CredentialsConfig | None = None,
+) -> Card | None:
+    """Give NAME this card (replacing theirs); returns the card they had. Unique per site, and never the
+    unknown-face card of `config` (the panel would log every stranger as NAME)."""
+    refuse_unknown_card(card, name, config)
     with sessions.begin() as session:
         person = _person(session, name)
         holder = session.scalar(select(Person.name).join(Credential).where(Credential.card == str(card)))
@@ -94,6 +104,7 @@ def assign_free_card(sessions: sessionmaker[Session], name: str, config: Credent
     """The lowest unused number of the free range for NAME, if a range is set and they have no card yet."""
     if config.free_first is None or config.free_last is None:
         return None
+    reserved = configured_unknown_card(config)
     for _attempt in range(3):  # another writer may take the same number between our read and our insert
         with sessions() as session:
             person = _person(session, name)
@@ -105,7 +116,10 @@ def assign_free_card(sessions: sessionmaker[Session], name: str, config: Credent
                     Credential.number.between(config.free_first, config.free_last),
                 )
             ))
-        number = next((n for n in range(config.free_first, config.free_last + 1) if n not in used), None)
+        number = next((
+            n for n in range(config.free_first, config.free_last + 1)
+            if n not in used and (reserved is None or Card(config.free_facility, n).value != reserved.value)
+        ), None)
         if number is None:
             raise KioskError(f"the free card range {config.free_first}-{config.free_last} is used up: give {name} a card with --card")
         card = Card(config.free_facility, number)
@@ -141,3 +155,40 @@ def _person(session: Session, name: str) -> Person:
 def card_holder(sessions: sessionmaker[Session], card: Card) -> str | None:
     with sessions() as session:
         return session.scalar(select(Person.name).join(Credential).where(Credential.card == str(card)))
+
+
+def configured_unknown_card(config: CredentialsConfig | None) -> Card | None:
+    """`credentials.unknown_face_card` as a Card (None when unset); ConfigError for one out of range."""
+    if config is None or config.unknown_face_card is None:
+        return None
+    try:
+        return parse_card(config.unknown_face_card)
+    except KioskError as exc:
+        raise ConfigError(f"config: 'credentials.unknown_face_card': {exc}") from None
+
+
+def refuse_unknown_card(card: Card, name: str, config: CredentialsConfig | None) -> None:
+    """KioskError if `card` is, to the panel, the unknown-face card: nobody may stand for every stranger."""
+    reserved = configured_unknown_card(config)
+    if reserved is not None and reserved.value == card.value:
+        raise KioskError(f"card {card} is the unknown-face card (credentials.unknown_face_card): give {name} another")
+
+
+def unknown_face_card(config: CredentialsConfig, sessions: sessionmaker[Session], lengths: Iterable[int]) -> Card | None:
+    """The unknown-face card, checked before the door starts: it fits every panel format and nobody holds
+    it (the panel would log a stranger as that person). ConfigError otherwise."""
+    card = configured_unknown_card(config)
+    if card is None:
+        return None
+    for length in lengths:
+        try:
+            card.data_bits(length)
+        except KioskError as exc:
+            raise ConfigError(f"config: 'credentials.unknown_face_card': {exc}") from None
+    holder = next((name for name, text in all_cards(sessions).items() if parse_card(text).value == card.value), None)
+    if holder is not None:
+        raise ConfigError(
+            f"config: 'credentials.unknown_face_card' {card} is {holder}'s card: strangers would be logged as them; "
+            "choose a number nobody holds"
+        )
+    return card

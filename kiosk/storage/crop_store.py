@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -63,6 +64,28 @@ def write_new_key_file(path: Path, key: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_key_file(path: Path, key: bytes) -> None:
+    """Write a key file over the one there (a key set from outside, e.g. by the access panel) in one
+    step: a private temporary file beside it, synced, renamed over it; a crash leaves old or new."""
+    private_dirs(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # created 0600
+    try:
+        try:
+            os.write(fd, key + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself survives a power cut
+    finally:
+        os.close(folder)
 
 
 def private_dirs(folder: Path) -> None:

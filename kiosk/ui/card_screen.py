@@ -49,7 +49,7 @@ class CardScreen(ModalScreen[str | None]):
     def _submitted(self, event: Input.Submitted) -> None:
         try:
             card = parse_card(event.value)
-            set_card(self.app.kiosk.sessions, self.person, card, actor=self.app.actor)
+            set_card(self.app.kiosk.sessions, self.person, card, actor=self.app.actor, config=self.app.kiosk.settings.credentials)
         except KioskError as exc:
             self.query_one("#card-error", Static).update(str(exc))
             return
