@@ -367,7 +367,7 @@ async def _calibration(home: Path, detector, embedder) -> None:
         assert "FNIR) 3.0%" in text_of(cal)
         assert "admin: 0.8 -> 0.9" in text_of(screen.query_one("#changes", Static))
     settings = make_settings(home)
-    assert threshold_in_force(settings).value == pytest.approx(0.9)
+    assert threshold_in_force(settings, db(home)).value == pytest.approx(0.9)
     with db(home)() as session:
         change = session.scalars(select(AdminAction).where(AdminAction.action == "threshold")).one()
     assert change.actor == "admin" and change.details == {"old": 0.8, "new": 0.9}

@@ -80,7 +80,7 @@ class DoorMonitorScreen(Screen[None]):
     def poll(self) -> None:
         kiosk = self.app.kiosk
         try:
-            threshold = threshold_in_force(kiosk.settings)
+            threshold = threshold_in_force(kiosk.settings, kiosk.sessions)
             threshold_text = f"{threshold.value:.3f} ({threshold.source})"
         except KioskError as exc:
             threshold_text = f"unreadable: {exc}"
