@@ -434,6 +434,57 @@ def test_a_card_and_a_threshold_set_centrally_reach_both_doors(site_url: str, tm
         admin.engine.dispose()
 
 
+def test_the_admin_apps_door_screen_lists_the_sites_doors_as_kiosk_site_doors_does(site_url: str, tmp_path: Path, door_detector, embedder) -> None:
+    import asyncio
+    import re
+
+    from textual.widgets import DataTable, Static
+    from ui_home import PIN, admin_app, sign_in, wait_until
+
+    from db.models import utcnow
+    from kiosk.admin.auth import AdminAuth
+
+    admin = admin_context(site_url, tmp_path / "admin", embedder)
+    init_site(admin.engine)
+    AdminAuth(admin.sessions).set_secret("admin", PIN, actor="admin")
+    east_url, east_pw = register(admin, "east", tmp_path)
+    register(admin, "west", tmp_path)  # registered, never seen
+    with admin.sessions.begin() as s:
+        s.add(Person(name="Ada"))  # a change the doors replicate: site version 1
+    east = make_settings(tmp_path / "east", site=SiteConfig(url=east_url, door="east", password_file=east_pw))
+    door = KioskContext(east)
+    with door.sessions.begin() as s:
+        s.add(AccessEvent(door="east", person_name="Ada", granted=True, probability=0.9, reason="recognised"))
+    link = SiteLink(east, door.sessions)
+    assert link.catch_up()  # its replica synced and its event sent: it reports to its doors row
+    link.stop()
+    door.engine.dispose()
+    admin.engine.dispose()
+    done = run_kiosk(["site", "doors", "--json"], tmp_path / "admin", KIOSK_DATABASE__URL=site_url)
+    listed = {d["name"]: d for d in json.loads(done.stdout)}
+    version = listed["east"]["site_version"]
+    assert version > 0 and listed["east"]["replica_version"] == version and listed["east"]["outbox_depth"] == 0
+    assert (listed["west"]["last_contact"], listed["west"]["replica_version"], listed["west"]["outbox_depth"]) == (None, None, None)
+
+    async def drive() -> tuple[list[list[str]], list[str], str]:
+        app = admin_app(tmp_path / "admin", door_detector, embedder, site_url, clock=utcnow)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)  # the door screen comes first
+            screen = app.screen
+            await wait_until(pilot, lambda: screen.query("#site-doors") and screen.query_one("#site-doors", DataTable).row_count == 2,
+                             what="the site's doors")
+            await wait_until(pilot, lambda: screen.query_one("#feed", DataTable).row_count == 1, what="east's event")
+            doors, feed = screen.query_one("#site-doors", DataTable), screen.query_one("#feed", DataTable)
+            rows = [[str(cell) for cell in doors.get_row_at(i)] for i in range(doors.row_count)]
+            return rows, [str(cell) for cell in feed.get_row_at(0)], str(screen.query_one("#door-status", Static).render())
+
+    rows, event, status = asyncio.run(drive())
+    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [("east", "east entrance", f"{version}/{version}", "0"), ("west", "west entrance", "-", "-")]
+    assert re.fullmatch(r"\d+ s ago", rows[0][2]) and rows[1][2] == "never"
+    assert event[1:3] == ["east", "Ada"]  # the feed names each event's door
+    assert f"2 registered, site version {version}, 1 replica(s) behind" in status and "none set at the site (each door's recognition.threshold)" in status
+
+
 def test_kiosk_site_commands_prepare_register_and_list(site_url: str, tmp_path: Path) -> None:
     home = tmp_path / "admin"
     done = run_kiosk(["site", "init"], home, KIOSK_DATABASE__URL=site_url)

@@ -73,8 +73,13 @@ def add_door(engine: Engine, sessions: sessionmaker[Session], name: str, locatio
     return door, password
 
 
+DOOR_COLUMNS = ("door", "location", "last contact", "replica", "outbox")
+
+
 @dataclass(frozen=True)
 class DoorHealth:
+    """A registered door as it last reported: contact, replica version against the site's, unsent events."""
+
     name: str
     location: str
     role: str
@@ -86,6 +91,13 @@ class DoorHealth:
     @property
     def replica_current(self) -> bool:
         return self.replica_version == self.site_version
+
+    def cells(self, now: datetime) -> tuple[str, str, str, str, str]:
+        """The door's line under DOOR_COLUMNS, the same in `kiosk site doors` and the admin app's door screen."""
+        seen = "never" if self.last_contact is None else f"{(now - self.last_contact).total_seconds():.0f} s ago"
+        replica = "-" if self.replica_version is None else f"{self.replica_version}/{self.site_version}"
+        outbox = "-" if self.outbox_depth is None else str(self.outbox_depth)
+        return (self.name, self.location, seen, replica, outbox)
 
 
 def list_doors(engine: Engine, sessions: sessionmaker[Session]) -> list[DoorHealth]:
