@@ -465,6 +465,9 @@ def test_the_admin_apps_door_screen_lists_the_sites_doors_as_kiosk_site_doors_do
     version = listed["east"]["site_version"]
     assert version > 0 and listed["east"]["replica_version"] == version and listed["east"]["outbox_depth"] == 0
     assert (listed["west"]["last_contact"], listed["west"]["replica_version"], listed["west"]["outbox_depth"]) == (None, None, None)
+    table = run_kiosk(["site", "doors"], tmp_path / "admin", KIOSK_DATABASE__URL=site_url).stdout.splitlines()
+    assert table[0].split() == ["door", "location", "last", "contact", "replica", "outbox"]
+    assert table[2].split() == ["west", "west", "entrance", "never", "-", "-"] and table[1].split()[-2:] == [f"{version}/{version}", "0"]
 
     async def drive() -> tuple[list[list[str]], list[str], str]:
         app = admin_app(tmp_path / "admin", door_detector, embedder, site_url, clock=utcnow)
