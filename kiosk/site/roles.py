@@ -1,10 +1,10 @@
 """Setting a site up and registering its doors, each with its own database role.
 
 A door's role may read what doors replicate (people, their cards, model versions and their
-files, calibrations, the threshold override, the site version) and append events; row-level security (migration 0006_site)
-limits it to its own events and its own ``doors`` row, of which it may update only the health
-columns. It cannot change or delete any row, nor read another door's events. The admin role
-that runs these commands owns the tables and is not limited.
+files, calibrations, the threshold override, the site version) and append events; row-level
+security (migration 0006_site) limits it to its own events and its own ``doors`` row, of which
+it may update only the health columns. It cannot change or delete any row, nor read another
+door's events. The admin role that runs these commands owns the tables and is not limited.
 """
 
 from __future__ import annotations
