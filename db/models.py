@@ -298,6 +298,21 @@ class SiteArtifact(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class ThresholdOverride(Base):
+    """One row (id 1), once an admin sets the door threshold on a shared database (a site).
+
+    A single door keeps its override in ``<home>/threshold.json``; at a site the override must
+    reach every door, so it is a row the doors replicate (kiosk/door/threshold_override.py).
+    """
+
+    __tablename__ = "threshold_overrides"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # --- access-panel credentials (issue 16) ---------------------------------------------------
 
 

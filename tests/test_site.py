@@ -20,24 +20,36 @@ import pytest
 from conftest import DEV, dev_people, make_settings, photos, run_kiosk
 from gpiozero.pins.mock import MockFactory
 from pg_server import PgServer, pg_server_fixture, site_url_fixture  # noqa: F401 (the fixtures pg_server, site_url)
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from db.models import AccessEvent, Base, Person, TrainingRun
-from db.session import make_engine, upgrade
-from kiosk.config import CameraConfig, DatabaseConfig, DetectionConfig, DoorHardwareConfig, ModelPaths, PolicyConfig, SiteConfig
+from db.models import AccessEvent, Base, Credential, Person, TrainingRun
+from db.session import current_revision, make_engine, upgrade
+from kiosk.config import (
+    CameraConfig,
+    DatabaseConfig,
+    DetectionConfig,
+    DoorHardwareConfig,
+    ModelPaths,
+    PolicyConfig,
+    SiteConfig,
+    WiegandConfig,
+)
 from kiosk.context import KioskContext
+from kiosk.door.assembly import build_outputs
+from kiosk.door.gpio_board import open_board
 from kiosk.door.relay import build_relay
 from kiosk.door.service import DoorService, build_door_service
-from kiosk.errors import ConfigError
+from kiosk.errors import ConfigError, KioskError
 from kiosk.site.audit import verify_site
 from kiosk.site.link import SiteLink
-from kiosk.site.roles import add_door, init_site, list_doors
+from kiosk.site.roles import READ_ONLY, add_door, init_site, list_doors
 from kiosk.site.uploader import outbox_depth
 from kiosk.vision.camera import CameraSource, Frame, ResilientCamera
 from kiosk.vision.face_detection import FaceDetector
 
+HEAD = "0007_site_cards_threshold"
 WAIT = 90.0  # seconds a condition may take on a loaded 2-core machine before the test fails
 
 
@@ -95,22 +107,28 @@ class VisitSource(CameraSource):
 class SiteDoor:
     """One door of the site: its own home and SQLite, its link to the site, its running service."""
 
-    def __init__(self, name: str, home: Path, url: str, password_file: Path, detector: FaceDetector, embedder, pins: MockFactory, pin: int):
+    def __init__(self, name: str, home: Path, url: str, password_file: Path, detector: FaceDetector, embedder, pins: MockFactory, pin: int,
+                 wiegand: tuple[int, int] | None = None):
+        """``wiegand``: the door is a reader on an access panel, sending cards on these D0/D1 pins."""
         self.name = name
         self.settings = make_settings(
             home,
             site=SiteConfig(url=url, door=name, password_file=password_file, poll_seconds=0.5, upload_seconds=0.2, retry_seconds=0.2),
             camera=CameraConfig(reconnect_initial_seconds=0.01, reconnect_max_seconds=0.05),
             policy=PolicyConfig(reload_check_seconds=0.1, window_frames=3, min_frames=2, track_max_missed=1, cooldown_seconds=0.0),
-            door_hardware=DoorHardwareConfig(pin_factory="mock", relay_pin=pin, pulse_seconds=0.05),
+            door_hardware=DoorHardwareConfig(pin_factory="mock", relay_pin=pin, pulse_seconds=0.05, outputs=["wiegand"] if wiegand else ["relay"]),
+            **({"wiegand": WiegandConfig(d0_pin=wiegand[0], d1_pin=wiegand[1])} if wiegand else {}),
         )
         self.ctx = KioskContext(self.settings)
         self.ctx.__dict__["embedder"] = embedder
         self.link = SiteLink(self.settings, self.ctx.sessions)
         assert self.link.catch_up()
         self.camera = VisitSource()
-        relay = build_relay(self.settings.door_hardware)
-        self.service: DoorService = build_door_service(self.ctx, ResilientCamera(self.camera, self.settings.camera), relay, detector=detector)
+        board = open_board(self.settings.door_hardware)
+        relay = build_relay(self.settings.door_hardware, board)
+        self.outputs = build_outputs(self.settings, relay, board)
+        self.service: DoorService = build_door_service(self.ctx, ResilientCamera(self.camera, self.settings.camera), relay,
+                                                       detector=detector, outputs=self.outputs)
         self.service.add_listener(self.link.wake)
         self.decisions: list[tuple[str, bool]] = []
         self.service.add_listener(lambda d: self.decisions.append((d.person or "", d.granted)))
@@ -137,6 +155,8 @@ class SiteDoor:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(timeout=30)
+        for output in self.outputs:
+            output.close()
         self.link.stop()
         self.ctx.engine.dispose()
 
@@ -159,6 +179,20 @@ def enrol_and_train(ctx: KioskContext, detector: FaceDetector, embedder, people:
     samples = load_samples(ctx.sessions, ctx.settings.crops_dir)
     feats = cached_features(ctx.sessions, ctx.crops, samples, embedder.encoder_key, embedder.embed)
     return train_face_model(ModelRegistry(ctx.sessions, ctx.settings.artifacts_dir), embedder, samples, feats)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Alembic's downgrade, on the engine's connection (db.session.upgrade only goes up)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from db.session import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
 
 
 def door_url(url: str, role: str) -> str:
@@ -184,14 +218,15 @@ def test_migrations_on_postgres_build_exactly_the_models(site_url: str) -> None:
     from alembic.migration import MigrationContext
 
     engine = make_engine(site_url)
-    assert init_site(engine) == "0006_site"
+    assert init_site(engine) == HEAD
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
         triggers = set(conn.scalars(text("SELECT event_object_table FROM information_schema.triggers WHERE trigger_name = 'kiosk_site_changed'")))
         secured = set(conn.scalars(text("SELECT relname FROM pg_class WHERE relrowsecurity")))
-    assert triggers == {"people", "training_runs", "calibrations"}
+    assert triggers == {"people", "credentials", "training_runs", "calibrations", "threshold_overrides"}
     assert secured == {"access_events", "doors"}
-    upgrade(engine, "0002_trust")  # and back down, on PostgreSQL as on SQLite
+    downgrade(engine, "0002_trust")  # and back down, on PostgreSQL as on SQLite
+    assert current_revision(engine) == "0002_trust"
     upgrade(engine)
     engine.dispose()
 
@@ -241,14 +276,37 @@ def test_a_door_role_reads_what_it_needs_appends_its_own_events_and_nothing_else
         (text("SELECT * FROM face_samples"), {}),
         (text("SELECT * FROM admin_credentials"), {}),
         (text("SELECT * FROM admin_actions"), {}),
+        (text("UPDATE credentials SET card = 'x'"), {}),
+        (text("DELETE FROM credentials"), {}),
+        (text("INSERT INTO threshold_overrides (id, threshold, set_by, set_at) VALUES (1, 0.1, 'east', now())"), {}),
     ]
     for statement, params in refused:
         with pytest.raises(DBAPIError, match="permission denied|row-level security"), east.begin() as conn:
             conn.execute(statement, params)
+    # what it may do, table by table: read the replicated tables, append events, nothing more
+    privileges = text(
+        "SELECT tablename, array_agg(p ORDER BY p) FROM pg_tables, unnest(ARRAY['DELETE', 'INSERT', 'SELECT', 'TRUNCATE', 'UPDATE']) p "
+        "WHERE schemaname = 'public' AND has_table_privilege(quote_ident(tablename), p) GROUP BY tablename"
+    )
+    with east.connect() as conn:
+        held = {table: list(granted) for table, granted in conn.execute(privileges)}
+    assert held == {**{t: ["SELECT"] for t in READ_ONLY}, "doors": ["SELECT"], "access_events": ["INSERT", "SELECT"]}
+    assert {"credentials", "threshold_overrides"} <= set(READ_ONLY)
     east.dispose()
     with admin.sessions() as s:
         assert sorted(s.scalars(select(AccessEvent.reason))) == ["r", "west's own"]
         assert s.scalar(select(Person.name)) == "Someone"
+
+    # a door registered before the cards and the threshold were replicated may read them after the upgrade
+    downgrade(admin.engine, "0006_site")
+    east = create_engine(make_url(east_url).set(password=east_pw.read_text()))
+    with pytest.raises(DBAPIError, match="permission denied"), east.connect() as conn:
+        conn.execute(text("SELECT * FROM credentials"))
+    upgrade(admin.engine)
+    with east.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM credentials")) == 0
+        assert conn.scalar(text("SELECT count(*) FROM threshold_overrides")) == 0
+    east.dispose()
     admin.engine.dispose()
 
 
@@ -333,10 +391,107 @@ def test_two_doors_follow_the_site_and_survive_its_outage(
     admin.engine.dispose()
 
 
+def test_a_card_and_a_threshold_set_centrally_reach_both_doors(site_url: str, tmp_path: Path, door_detector, embedder, pins: MockFactory) -> None:
+    """Both doors are readers on access panels: each sends the card the site gave, from its replica."""
+    from kiosk.admin.erasure import forget_person
+    from kiosk.door.threshold_override import set_threshold, threshold_in_force
+    from kiosk.storage.credentials import Card, card_for, set_card
+
+    subject = dev_people()[0]
+    admin = admin_context(site_url, tmp_path / "admin", embedder)
+    init_site(admin.engine)
+    enrol_and_train(admin, door_detector, embedder, [subject])
+    doors = [SiteDoor(name, tmp_path / name, *register(admin, name, tmp_path), door_detector, embedder, pins, pin, wiegand)
+             for name, pin, wiegand in (("east", 17, (23, 24)), ("west", 22, (5, 6)))]
+    try:
+        for door in doors:
+            assert card_for(door.ctx.sessions, subject.name) is None
+            assert door.service.policy.threshold == 0.8  # the configured one
+
+        set_card(admin.sessions, subject.name, Card(12, 345), actor="alice")
+        set_threshold(admin.settings, admin.sessions, 0.75, "alice")
+        assert not (admin.settings.home / "threshold.json").exists()  # the site's row, not the admin machine's file
+        for door in doors:
+            wait_for(lambda d=door: card_for(d.ctx.sessions, subject.name) == Card(12, 345), f"the card at {door.name}")
+            wait_for(lambda d=door: d.service.policy.threshold == 0.75, f"the site's threshold in force at {door.name}")
+            assert threshold_in_force(door.settings, door.ctx.sessions).source.startswith("set at the site by alice")
+            assert door.decide(photos(subject)[12], "subject") == (subject.name, True)
+            sent = [e for e in door.local_events() if e.details.get("door_event") == "panel-send"]
+            assert [(e.person_name, e.details["card"], e.reason.startswith("sent to panel")) for e in sent] == [(subject.name, "12:345", True)]
+        with pytest.raises(KioskError, match="set at its site"):  # a site door's own admin cannot fork it
+            set_threshold(doors[0].settings, doors[0].ctx.sessions, 0.9, "local")
+
+        forget_person(admin, subject.name)
+        for door in doors:
+            wait_for(lambda d=door: card_for(d.ctx.sessions, subject.name) is None, f"the card gone from {door.name}")
+            assert door.link.last_sync is not None and door.link.last_sync.erasure_verified
+            with door.ctx.sessions() as s:
+                assert s.scalar(select(func.count(Credential.id))) == 0
+            assert door.service.policy.threshold == 0.75  # the override outlives the person
+    finally:
+        for door in doors:
+            door.close()
+        admin.engine.dispose()
+
+
+def test_the_admin_apps_door_screen_lists_the_sites_doors_as_kiosk_site_doors_does(site_url: str, tmp_path: Path, door_detector, embedder) -> None:
+    import asyncio
+    import re
+
+    from textual.widgets import DataTable, Static
+    from ui_home import PIN, admin_app, sign_in, wait_until
+
+    from db.models import utcnow
+    from kiosk.admin.auth import AdminAuth
+
+    admin = admin_context(site_url, tmp_path / "admin", embedder)
+    init_site(admin.engine)
+    AdminAuth(admin.sessions).set_secret("admin", PIN, actor="admin")
+    east_url, east_pw = register(admin, "east", tmp_path)
+    register(admin, "west", tmp_path)  # registered, never seen
+    with admin.sessions.begin() as s:
+        s.add(Person(name="Ada"))  # a change the doors replicate: site version 1
+    east = make_settings(tmp_path / "east", site=SiteConfig(url=east_url, door="east", password_file=east_pw))
+    door = KioskContext(east)
+    with door.sessions.begin() as s:
+        s.add(AccessEvent(door="east", person_name="Ada", granted=True, probability=0.9, reason="recognised"))
+    link = SiteLink(east, door.sessions)
+    assert link.catch_up()  # its replica synced and its event sent: it reports to its doors row
+    link.stop()
+    door.engine.dispose()
+    admin.engine.dispose()
+    done = run_kiosk(["site", "doors", "--json"], tmp_path / "admin", KIOSK_DATABASE__URL=site_url)
+    listed = {d["name"]: d for d in json.loads(done.stdout)}
+    version = listed["east"]["site_version"]
+    assert version > 0 and listed["east"]["replica_version"] == version and listed["east"]["outbox_depth"] == 0
+    assert (listed["west"]["last_contact"], listed["west"]["replica_version"], listed["west"]["outbox_depth"]) == (None, None, None)
+    table = run_kiosk(["site", "doors"], tmp_path / "admin", KIOSK_DATABASE__URL=site_url).stdout.splitlines()
+    assert table[0].split() == ["door", "location", "last", "contact", "replica", "outbox"]
+    assert table[2].split() == ["west", "west", "entrance", "never", "-", "-"] and table[1].split()[-2:] == [f"{version}/{version}", "0"]
+
+    async def drive() -> tuple[list[list[str]], list[str], str]:
+        app = admin_app(tmp_path / "admin", door_detector, embedder, site_url, clock=utcnow)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)  # the door screen comes first
+            screen = app.screen
+            await wait_until(pilot, lambda: screen.query("#site-doors") and screen.query_one("#site-doors", DataTable).row_count == 2,
+                             what="the site's doors")
+            await wait_until(pilot, lambda: screen.query_one("#feed", DataTable).row_count == 1, what="east's event")
+            doors, feed = screen.query_one("#site-doors", DataTable), screen.query_one("#feed", DataTable)
+            rows = [[str(cell) for cell in doors.get_row_at(i)] for i in range(doors.row_count)]
+            return rows, [str(cell) for cell in feed.get_row_at(0)], str(screen.query_one("#door-status", Static).render())
+
+    rows, event, status = asyncio.run(drive())
+    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [("east", "east entrance", f"{version}/{version}", "0"), ("west", "west entrance", "-", "-")]
+    assert re.fullmatch(r"\d+ s ago", rows[0][2]) and rows[1][2] == "never"
+    assert event[1:3] == ["east", "Ada"]  # the feed names each event's door
+    assert f"2 registered, site version {version}, 1 replica(s) behind" in status and "none set at the site (each door's recognition.threshold)" in status
+
+
 def test_kiosk_site_commands_prepare_register_and_list(site_url: str, tmp_path: Path) -> None:
     home = tmp_path / "admin"
     done = run_kiosk(["site", "init"], home, KIOSK_DATABASE__URL=site_url)
-    assert done.returncode == 0 and "revision 0006_site" in done.stdout, done.stderr
+    assert done.returncode == 0 and f"revision {HEAD}" in done.stdout, done.stderr
     assert make_url(site_url).password not in done.stdout
     secret = tmp_path / "east.password"
     done = run_kiosk(["site", "door", "add", "east", "--location", "east entrance", "--password-file", str(secret)], home,

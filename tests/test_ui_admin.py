@@ -285,11 +285,12 @@ async def _audit(home: Path, tmp_path: Path, detector, embedder) -> None:
         screen.query_one("#person", Input).focus()
         await pilot.press("enter")
         await wait_until(pilot, lambda: f", {theirs} events" in text_of(page), what="the person filter")
-        assert text_of(page).startswith("page 1/1") and {r[1] for r in table_text(table)} == {name}
+        assert text_of(page).startswith("page 1/1") and {r[2] for r in table_text(table)} == {name}
+        assert {r[1] for r in table_text(table)} == {"front"}  # the door column: this door's name
         screen.query_one("#person", Input).value = ""
         screen.query_one("#decision").value = "refused"
         await wait_until(pilot, lambda: f", {refused} events" in text_of(page), what="the decision filter")
-        assert {r[3] for r in table_text(table)} == {"refused"}
+        assert {r[4] for r in table_text(table)} == {"refused"}
         screen.query_one("#until", Input).value = "2025-03-03 12:00"  # the first event is at 12:00 UTC
         screen.query_one("#until", Input).focus()
         await pilot.press("enter")
@@ -370,7 +371,7 @@ async def _calibration(home: Path, detector, embedder) -> None:
         assert "FNIR) 3.0%" in text_of(cal)
         assert "admin: 0.8 -> 0.9" in text_of(screen.query_one("#changes", Static))
     settings = make_settings(home)
-    assert threshold_in_force(settings).value == pytest.approx(0.9)
+    assert threshold_in_force(settings, db(home)).value == pytest.approx(0.9)
     with db(home)() as session:
         change = session.scalars(select(AdminAction).where(AdminAction.action == "threshold")).one()
     assert change.actor == "admin" and change.details == {"old": 0.8, "new": 0.9}

@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from db.models import AccessEvent, AdminAction, Calibration, Person, TrainingRun
 from kiosk.admin.auth import AdminAuth
 from kiosk.admin.enrolment import Enroller
+from kiosk.config import DatabaseConfig
 from kiosk.context import KioskContext
 from kiosk.door.status import DoorStatus, write_status
 from kiosk.training.retrain import retrain
@@ -112,11 +113,11 @@ def write_door_status(home: Path, updated: float | None = None) -> None:
     )
 
 
-def admin_app(home: Path, detector: object, embedder: object, **options: object) -> "AdminApp":
-    """The admin app on a test home, with the session's loaded models and the fixed clock."""
+def admin_app(home: Path, detector: object, embedder: object, database_url: str = "", **options: object) -> "AdminApp":
+    """The admin app on a test home (or on ``database_url``, a site), with the session's loaded models and the fixed clock."""
     from kiosk.ui.admin_app import AdminApp
 
-    ctx = KioskContext(make_settings(home))
+    ctx = KioskContext(make_settings(home, **({"database": DatabaseConfig(url=database_url)} if database_url else {})))
     ctx.__dict__["detector"] = detector
     ctx.__dict__["embedder"] = embedder
     defaults: dict[str, object] = {"clock": fixed_clock, "tz": timezone.utc, "poll_seconds": 30.0}

@@ -1,4 +1,4 @@
-"""`kiosk audit`: query the access events by time, person and decision, as a table, CSV or JSON."""
+"""`kiosk audit`: query the access events by time, person, decision and door, as a table, CSV or JSON."""
 
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ from kiosk.storage.audit_query import EVENTS, AuditFilter, audit_rows, parse_tim
 @click.option("--until", help="Only events at or before this ISO date or time (a bare date: to the end of that day).")
 @click.option("--person", help="Only events naming this person.")
 @click.option("--decision", type=click.Choice(["granted", "refused"]), help="Only grants or only refusals.")
+@click.option("--door", help="Only events at this door (its name in the log; at a site, its registered name).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--limit", type=int, default=0, help="At most this many of the newest events (0: all).")
 @click.pass_context
-def audit(ctx: click.Context, since: str | None, until: str | None, person: str | None, decision: str | None, fmt: str, limit: int) -> None:
+def audit(ctx: click.Context, since: str | None, until: str | None, person: str | None, decision: str | None, door: str | None,
+          fmt: str, limit: int) -> None:
     """Query the access events (the audit trail of the door)."""
     if ctx.invoked_subcommand is not None:
         return
     try:
-        f = AuditFilter(EVENTS, parse_time(since, None), parse_time(until, None, end=True), person or "", decision or "any")
+        f = AuditFilter(EVENTS, parse_time(since, None), parse_time(until, None, end=True), person or "", decision or "any", door or "")
     except KioskError as exc:
         raise click.BadParameter(str(exc)) from None
     with ctx.find_object(Lazy).kiosk.sessions() as session:

@@ -31,7 +31,7 @@ def identify(ctx: click.Context, image: Path, as_json: bool, top_k: int) -> None
     from kiosk.vision.images import read_image
 
     kiosk = ctx.find_object(Lazy).kiosk
-    threshold = threshold_in_force(kiosk.settings).value
+    threshold = threshold_in_force(kiosk.settings, kiosk.sessions).value
     try:
         frame = read_image(image, kiosk.settings.detection.max_side)
     except ImageError as exc:

@@ -62,7 +62,7 @@ def door_add(lazy: Lazy, name: str, location: str, password_file: Path | None) -
 @pass_kiosk
 def doors_cmd(lazy: Lazy, as_json: bool) -> None:
     """Every door with its last contact, replica version (against the site's) and outbox depth."""
-    from kiosk.site.roles import list_doors
+    from kiosk.site.roles import DOOR_COLUMNS, list_doors
 
     kiosk = lazy.kiosk
     rows = list_doors(kiosk.engine, kiosk.sessions)
@@ -75,9 +75,5 @@ def doors_cmd(lazy: Lazy, as_json: bool) -> None:
         click.echo("no doors registered (kiosk site door add NAME --location ...)")
         return
     now = datetime.now(timezone.utc)
-    click.echo(f"{'door':16} {'location':20} {'last contact':>14} {'replica':>12} {'outbox':>7}")
-    for d in rows:
-        seen = "never" if d.last_contact is None else f"{(now - d.last_contact).total_seconds():.0f} s ago"
-        replica = "-" if d.replica_version is None else f"{d.replica_version}/{d.site_version}"
-        outbox = "-" if d.outbox_depth is None else str(d.outbox_depth)
-        click.echo(f"{d.name:16} {d.location[:20]:20} {seen:>14} {replica:>12} {outbox:>7}")
+    for name, location, seen, replica, outbox in [DOOR_COLUMNS, *(d.cells(now) for d in rows)]:
+        click.echo(f"{name:16} {location[:20]:20} {seen:>14} {replica:>12} {outbox:>7}")

@@ -134,7 +134,7 @@ class DoorService:
         self.notifier = notifier or ServiceNotifier()
         policy = settings.policy
         self.times = StageTimes()
-        self.policy = DecisionPolicy(policy, threshold_in_force(settings).value, load_access_rules(sessions))
+        self.policy = DecisionPolicy(policy, threshold_in_force(settings, sessions).value, load_access_rules(sessions))
         tracker = FaceTracker(policy.track_iou, policy.track_max_missed, policy.track_min_similarity)
         # --- liveness (issue 14) ---
         self.liveness_setup = liveness
@@ -512,8 +512,8 @@ class DoorService:
     def _refresh_threshold(self) -> None:
         """Pick up a threshold the admin changed; an unreadable override keeps the one in force."""
         try:
-            threshold = threshold_in_force(self.settings)
-        except KioskError as exc:
+            threshold = threshold_in_force(self.settings, self.sessions)
+        except (KioskError, SQLAlchemyError) as exc:
             log.error("%s; keeping threshold %.3f", exc, self.policy.threshold)
             return
         if threshold.value != self.policy.threshold:

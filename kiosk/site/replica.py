@@ -1,14 +1,16 @@
 """The door's replica of the site: what it needs to decide, copied into its own SQLite.
 
 The door decides from its local database only, exactly as a single door does: people and
-their validity windows, the model version in force per recogniser (rows and artifact files)
-and the calibrations of those versions. `sync` reads one consistent snapshot of the site
+their validity windows, their cards (a door on an access panel sends the granted person's),
+the model version in force per recogniser (rows and artifact files), the calibrations of those
+versions and the admin's threshold override (kiosk/door/threshold_override.py reads it there,
+over the door's own file). `sync` reads one consistent snapshot of the site
 (REPEATABLE READ), writes any missing artifact folder first, then replaces the replicated rows
 and the replica's version in one SQLite transaction. The door service's hot reload then swaps
 the new rules and model in between two frames, as after a local retrain.
 
 Erasure reaches the door here: a person gone from the site is deleted from the replica, with
-the thumbnails of their events at this door and any crops of them kept here, and model
+their card, the thumbnails of their events at this door and any crops of them kept here, and model
 versions the site no longer holds (an erasure deletes those that held the person) are deleted
 with their folders. `SyncReport.erasure_verified` says that nothing of them was found after.
 
@@ -28,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import AccessEvent, Calibration, FaceSample, Person, SiteState, TrainingRun
+from db.models import AccessEvent, Calibration, Credential, FaceSample, Person, SiteState, ThresholdOverride, TrainingRun
 from kiosk.config import Settings
 from kiosk.errors import KioskError
 from kiosk.recognition.model_registry import artifact_digest
@@ -48,6 +50,8 @@ CHANNEL = "kiosk_site"
 PERSON_COLUMNS = ("id", "name", "created_at", "valid_from", "valid_until", "weekly_windows")
 RUN_COLUMNS = ("id", "recogniser", "status", "started_at", "finished_at", "params", "metrics", "artifact_path", "artifact_sha256", "error")
 CALIBRATION_COLUMNS = ("id", "time", "training_run_id", "recogniser", "method", "params", "threshold", "metrics")
+CREDENTIAL_COLUMNS = ("id", "person_id", "card", "facility", "number", "created_at")
+OVERRIDE_COLUMNS = ("id", "threshold", "set_by", "set_at")
 
 
 @dataclass
@@ -80,11 +84,13 @@ def sync(site: Engine, sessions: sessionmaker[Session], settings: Settings) -> S
             version = site_version(conn)
             if version == held:
                 return SyncReport(version)
-            people = [dict(r._mapping) for r in conn.execute(select(*(getattr(Person, c) for c in PERSON_COLUMNS)))]
+            people = _rows(conn, Person, PERSON_COLUMNS)
             runs = _versions_in_force(conn)
             calibrations = [dict(r._mapping) for r in conn.execute(
                 select(*(getattr(Calibration, c) for c in CALIBRATION_COLUMNS)).where(Calibration.training_run_id.in_([r["id"] for r in runs]))
             )]
+            credentials = _rows(conn, Credential, CREDENTIAL_COLUMNS)
+            overrides = _rows(conn, ThresholdOverride, OVERRIDE_COLUMNS)
             fetched = _fetch_missing(conn, sessions, settings.artifacts_dir, runs)
     report = SyncReport(version, changed=True, people=len(people), fetched_versions=fetched)
     dropped_folders: list[Path] = []
@@ -93,6 +99,9 @@ def sync(site: Engine, sessions: sessionmaker[Session], settings: Settings) -> S
         report.erased_people = sorted(set(session.scalars(select(Person.id))) - central_ids)
         for person_id in report.erased_people:
             report.thumbnails_erased += forget_thumbnails(session, settings.home, person_id)
+        # Replaced whole, not upserted: a card may have moved between people (unique per site).
+        session.execute(delete(Credential))
+        session.execute(delete(ThresholdOverride))
         session.execute(delete(FaceSample).where(FaceSample.person_id.in_(report.erased_people)))
         session.execute(delete(Person).where(Person.id.in_(report.erased_people)))
         if people:
@@ -108,6 +117,9 @@ def sync(site: Engine, sessions: sessionmaker[Session], settings: Settings) -> S
         session.execute(delete(TrainingRun).where(TrainingRun.id.not_in(run_ids)))
         _upsert(session, TrainingRun, runs, RUN_COLUMNS)
         _upsert(session, Calibration, calibrations, CALIBRATION_COLUMNS)
+        for model, rows in ((Credential, credentials), (ThresholdOverride, overrides)):
+            if rows:
+                session.execute(insert(model), rows)
         session.execute(update(SiteState).where(SiteState.id == 1).values(version=version))
     for folder in dropped_folders:
         shutil.rmtree(folder, ignore_errors=True)
@@ -152,6 +164,10 @@ def _fetch_missing(conn: Connection, sessions: sessionmaker[Session], artifacts_
     return fetched
 
 
+def _rows(conn: Connection, model: type[Any], columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(select(*(getattr(model, c) for c in columns)))]
+
+
 def _upsert(session: Session, model: type[Any], rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     if rows:
         stmt = sqlite_insert(model).values(rows)
@@ -159,12 +175,13 @@ def _upsert(session: Session, model: type[Any], rows: list[dict[str, Any]], colu
 
 
 def _nothing_left(sessions: sessionmaker[Session], settings: Settings, people: list[int], folders: list[Path]) -> bool:
-    """After an erasure: no row, crop, event thumbnail or model folder of theirs remains here."""
+    """After an erasure: no row, card, crop, event thumbnail or model folder of theirs remains here."""
     if not people and not folders:
         return True
     with sessions() as session:
         rows = session.scalar(select(func.count(Person.id)).where(Person.id.in_(people)))
         rows += session.scalar(select(func.count(FaceSample.id)).where(FaceSample.person_id.in_(people)))
+        rows += session.scalar(select(func.count(Credential.id)).where(Credential.person_id.in_(people)))
         rows += session.scalar(select(func.count(AccessEvent.id)).where(AccessEvent.person_id.in_(people)))
     crops = any((settings.crops_dir / str(p)).exists() for p in people)
     return rows == 0 and not crops and not any(f.exists() for f in folders)

@@ -1,10 +1,10 @@
 """Setting a site up and registering its doors, each with its own database role.
 
-A door's role may read what doors replicate (people, model versions and their files,
-calibrations, the site version) and append events; row-level security (migration 0006_site)
-limits it to its own events and its own ``doors`` row, of which it may update only the health
-columns. It cannot change or delete any row, nor read another door's events. The admin role
-that runs these commands owns the tables and is not limited.
+A door's role may read what doors replicate (people, their cards, model versions and their
+files, calibrations, the threshold override, the site version) and append events; row-level
+security (migration 0006_site) limits it to its own events and its own ``doors`` row, of which
+it may update only the health columns. It cannot change or delete any row, nor read another
+door's events. The admin role that runs these commands owns the tables and is not limited.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from db.models import Door
 from db.session import upgrade
 from kiosk.errors import KioskError
 
-READ_ONLY = ("people", "training_runs", "calibrations", "site_artifacts", "site_state")
+READ_ONLY = ("people", "credentials", "training_runs", "calibrations", "site_artifacts", "threshold_overrides", "site_state")
 HEALTH_COLUMNS = ("last_contact", "replica_version", "outbox_depth")
 
 
@@ -73,8 +73,13 @@ def add_door(engine: Engine, sessions: sessionmaker[Session], name: str, locatio
     return door, password
 
 
+DOOR_COLUMNS = ("door", "location", "last contact", "replica", "outbox")
+
+
 @dataclass(frozen=True)
 class DoorHealth:
+    """A registered door as it last reported: contact, replica version against the site's, unsent events."""
+
     name: str
     location: str
     role: str
@@ -86,6 +91,13 @@ class DoorHealth:
     @property
     def replica_current(self) -> bool:
         return self.replica_version == self.site_version
+
+    def cells(self, now: datetime) -> tuple[str, str, str, str, str]:
+        """The door's line under DOOR_COLUMNS, the same in `kiosk site doors` and the admin app's door screen."""
+        seen = "never" if self.last_contact is None else f"{(now - self.last_contact).total_seconds():.0f} s ago"
+        replica = "-" if self.replica_version is None else f"{self.replica_version}/{self.site_version}"
+        outbox = "-" if self.outbox_depth is None else str(self.outbox_depth)
+        return (self.name, self.location, seen, replica, outbox)
 
 
 def list_doors(engine: Engine, sessions: sessionmaker[Session]) -> list[DoorHealth]:

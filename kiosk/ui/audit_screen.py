@@ -1,7 +1,7 @@
 """Audit screen: access events or the admin-action log, filtered, paged, exported as CSV.
 
 Filters (their meaning is kiosk.storage.audit_query's, shared with `kiosk audit`): a time range,
-a person, and for access events the decision. Queries run in a thread
+a person, and for access events the decision and the door (at a site, one door's events). Queries run in a thread
 worker, one page at a time, so a long log never stalls the UI. Export writes every matching
 row, not just the page on screen, with the same columns as `kiosk audit --format csv`, into
 `admin.exports_dir` (owner-only), never the directory the app was started from.
@@ -31,7 +31,7 @@ from kiosk.ui.text import event_reason, prob, when
 if TYPE_CHECKING:
     from kiosk.ui.admin_host import AdminHost
 
-EVENT_COLUMNS = [("time", 19), ("person", 16), ("prob", 5), ("decision", 8), ("reason", 40)]
+EVENT_COLUMNS = [("time", 19), ("door", 10), ("person", 16), ("prob", 5), ("decision", 8), ("reason", 40)]
 ACTION_COLUMNS = [("time", 19), ("actor", 10), ("action", 14), ("subject", 16), ("details", 60)]
 
 
@@ -75,6 +75,7 @@ class AuditScreen(Screen[None]):
             yield Input(placeholder="since (ISO)", id="since", compact=True)
             yield Input(placeholder="until (ISO)", id="until", compact=True)
             yield Input(placeholder="person", id="person", compact=True)
+            yield Input(placeholder="door", id="door", compact=True)
         with Horizontal(id="audit-filters2"):
             yield Choice([("access events", EVENTS), ("admin actions", ACTIONS)], value=EVENTS, allow_blank=False, id="log", compact=True)
             yield Choice([("any decision", "any"), ("granted", "granted"), ("refused", "refused")], value="any", allow_blank=False, id="decision", compact=True)
@@ -108,11 +109,13 @@ class AuditScreen(Screen[None]):
                 until=parse_time(self.query_one("#until", Input).value, tz, end=True),
                 person=self.query_one("#person", Input).value.strip(),
                 decision=str(self.query_one("#decision", Choice).value),
+                door=self.query_one("#door", Input).value.strip(),
             )
         except KioskError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.query_one("#decision", Choice).disabled = self.filter.log != EVENTS
+        for only_events in ("#decision", "#door"):
+            self.query_one(only_events).disabled = self.filter.log != EVENTS
         self.page_number = 0
         self.load()
 
@@ -145,7 +148,8 @@ class AuditScreen(Screen[None]):
         tz = self.app.tz
         if isinstance(item, AccessEvent):
             decision = "[green]GRANTED[/]" if item.granted else "[red]refused[/]"
-            return (when(item.time, tz), item.person_name or "(unknown)", prob(item.probability), decision, event_reason(item.reason, item.liveness, item.details))
+            return (when(item.time, tz), item.door, item.person_name or "(unknown)", prob(item.probability), decision,
+                    event_reason(item.reason, item.liveness, item.details))
         details = ", ".join(f"{k}={v}" for k, v in sorted(item.details.items()) if v is not None)
         return (when(item.time, tz), item.actor, item.action, item.subject or "", details)
 

@@ -100,7 +100,7 @@ class CalibrationScreen(Screen[None]):
     def load(self) -> None:
         kiosk = self.app.kiosk
         try:
-            threshold, error = threshold_in_force(kiosk.settings), ""
+            threshold, error = threshold_in_force(kiosk.settings, kiosk.sessions), ""
         except KioskError as exc:
             threshold, error = None, str(exc)
         status = read_status(kiosk.settings.home)
