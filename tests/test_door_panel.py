@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,16 +29,17 @@ from kiosk.config import (
     ModelPaths,
     OsdpConfig,
     PolicyConfig,
+    Settings,
     WiegandConfig,
 )
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board
 from kiosk.door.osdp_reader import OsdpReader, SerialChannel, build_osdp, load_scbk
 from kiosk.door.outputs import PanelNotice
-from kiosk.door.relay import build_relay
+from kiosk.door.relay import DoorRelay, build_relay
 from kiosk.door.service import build_door_service
 from kiosk.door.status import DoorDecision, read_status
-from kiosk.door.wiegand import build_wiegand, frame_bits
+from kiosk.door.wiegand import WiegandOutput, build_wiegand, frame_bits
 from kiosk.errors import ConfigError
 from kiosk.storage.credentials import Card, set_card
 from kiosk.vision.camera import Frame, ReplaySource, ResilientCamera
@@ -61,6 +65,48 @@ class HeldReplay(ReplaySource):
         return None if self._next >= self._total or not self.go.is_set() else super().read()
 
 
+@dataclass
+class PanelWiring:
+    """The kiosk's outputs on a pty to a test panel, as `kiosk run` wires them, and the panel once connected."""
+
+    master: int
+    relay: DoorRelay
+    reader: OsdpReader
+    wiegand: WiegandOutput | None
+    panel: TestPanel | None = None
+
+    def connect(self, key: bytes, **kwargs) -> TestPanel:  # type: ignore[no-untyped-def]
+        self.panel = TestPanel(self.master, 1, key, **kwargs)
+        return self.panel
+
+
+@contextmanager
+def panel_wiring(settings: Settings, key: bytes | None = None) -> Iterator[PanelWiring]:
+    """Relay, OSDP reader (the given key, else the configured key file) and Wiegand if configured; all closed after."""
+    master, slave, path = pty_pair()
+    hardware = settings.door_hardware
+    board = open_board(hardware)
+    relay = build_relay(hardware, board)
+    if key is None:
+        settings.osdp.port = path
+        reader = build_osdp(settings, relay)  # as `kiosk run` builds it
+    else:
+        reader = OsdpReader(SerialChannel(path, 115200), OsdpConfig(port=path, baud=115200, address=1), key)
+    wiegand = build_wiegand(settings.wiegand, board) if "wiegand" in hardware.outputs else None
+    wiring = PanelWiring(master, relay, reader, wiegand)
+    try:
+        yield wiring
+    finally:
+        if wiring.panel is not None:
+            wiring.panel.close()
+        reader.close()
+        if wiegand is not None:
+            wiegand.close()
+        relay.shutdown()
+        os.close(master)
+        os.close(slave)
+
+
 @pytest.fixture(scope="module")
 def door_detector() -> FaceDetector:
     from conftest import DETECTOR
@@ -82,18 +128,13 @@ def test_a_recognised_face_reaches_the_panel_and_the_panel_answers_on_the_displa
     set_card(ctx.sessions, carded.name, Card(12, 345))
 
     key = KeyStore.gen_key()
-    master, slave, path = pty_pair()
-    board = open_board(hardware)
-    relay = build_relay(hardware, board)
-    reader = OsdpReader(SerialChannel(path, 115200), OsdpConfig(port=path, baud=115200, address=1), key)
-    wiegand = build_wiegand(settings.wiegand, board)
-    for pin in (pins.pin(D0), pins.pin(D1)):
-        pin.clear_states()
-    bases = pins.pin(D0)._last_change, pins.pin(D1)._last_change
-    links: queue.Queue[PanelNotice] = queue.Queue()
-    reader.listen(links.put)
-    panel: TestPanel | None = None
-    try:
+    with panel_wiring(settings, key) as wiring:
+        relay, reader, wiegand = wiring.relay, wiring.reader, wiring.wiegand
+        for pin in (pins.pin(D0), pins.pin(D1)):
+            pin.clear_states()
+        bases = pins.pin(D0)._last_change, pins.pin(D1)._last_change
+        links: queue.Queue[PanelNotice] = queue.Queue()
+        reader.listen(links.put)
         shown = [(carded.name, f) for f in photos(carded)[12:15]] + [("stranger", photos(stranger)[0])] * 3 + [(uncarded.name, f) for f in photos(uncarded)[12:15]]
         go, release = threading.Event(), threading.Event()
         folder = replay_dir(tmp_path, shown)
@@ -103,7 +144,7 @@ def test_a_recognised_face_reaches_the_panel_and_the_panel_answers_on_the_displa
         service.add_listener(heard.put)
         runner = threading.Thread(target=service.run, args=(threading.Event(),))
         reader.start()  # what run() does first; done here so the panel below finds the reader answering
-        panel = TestPanel(master, 1, key)
+        panel = wiring.connect(key)
         runner.start()
         try:
             while not links.get(timeout=WAIT).granted:  # a slow handshake may be called refused before it is up
@@ -122,14 +163,6 @@ def test_a_recognised_face_reaches_the_panel_and_the_panel_answers_on_the_displa
         assert not runner.is_alive()
         assert panel.card_read(1.0) is None  # the stranger sent nothing, nor did the person without a card
         assert "osdp: secure channel up" in read_status(home).panel
-    finally:
-        if panel is not None:
-            panel.close()
-        reader.close()
-        wiegand.close()
-        relay.shutdown()
-        os.close(master)
-        os.close(slave)
 
     rows = events(home)
     decisions = [e for e in rows if "door_event" not in e.details]
@@ -161,14 +194,9 @@ def test_a_stranger_sends_the_unknown_face_card_once_per_visit(enrolled_dev, tmp
     ctx = KioskContext(settings)
     ctx.__dict__["embedder"] = embedder
     set_card(ctx.sessions, other.name, Card(9, 999))  # given before the setting: the door must not start
-    board = open_board(hardware)
-    relay = build_relay(hardware, board)
     key = KeyStore.gen_key()
-    master, slave, path = pty_pair()
-    reader = OsdpReader(SerialChannel(path, 115200), OsdpConfig(port=path, baud=115200, address=1), key)
-    wiegand = build_wiegand(settings.wiegand, board)
-    panel: TestPanel | None = None
-    try:
+    with panel_wiring(settings, key) as wiring:
+        relay, reader, wiegand = wiring.relay, wiring.reader, wiring.wiegand
         shown = [(carded.name, photos(carded)[12]), ("stranger", photos(strangers[0])[0]), ("stranger", photos(strangers[1])[0])]
         go, release = threading.Event(), threading.Event()
         folder = replay_dir(tmp_path, shown)
@@ -185,7 +213,7 @@ def test_a_stranger_sends_the_unknown_face_card_once_per_visit(enrolled_dev, tmp
         service = build_door_service(ctx, ResilientCamera(source, CameraConfig(stall_seconds=600)), relay, detector=door_detector, outputs=[reader, wiegand])
         runner = threading.Thread(target=service.run, args=(threading.Event(),))
         reader.start()
-        panel = TestPanel(master, 1, key)
+        panel = wiring.connect(key)
         runner.start()
         try:
             while not links.get(timeout=WAIT).granted:  # a slow handshake may be called refused before it is up
@@ -198,14 +226,6 @@ def test_a_stranger_sends_the_unknown_face_card_once_per_visit(enrolled_dev, tmp
         assert not runner.is_alive()
         assert [card_bits(e) for e in reads if e is not None] == [frame_bits(c, 26) for c in (Card(12, 345), Card(9, 999), Card(9, 999))]
         assert panel.card_read(1.0) is None  # the repeat refusals of each visit sent nothing more
-    finally:
-        if panel is not None:
-            panel.close()
-        reader.close()
-        wiegand.close()
-        relay.shutdown()
-        os.close(master)
-        os.close(slave)
 
     rows = events(home)
     refusals = [e for e in rows if "door_event" not in e.details and not e.granted]
@@ -224,18 +244,15 @@ def test_a_stranger_sends_the_unknown_face_card_once_per_visit(enrolled_dev, tmp
 
 def test_a_key_the_panel_sets_in_install_mode_is_an_admin_action(enrolled_dev, tmp_path: Path, door_detector, embedder, pins) -> None:
     home = copy_home(enrolled_dev[0], tmp_path / "home")
-    master, slave, path = pty_pair()
     key_file, new = tmp_path / "etc" / "osdp.key", KeyStore.gen_key()
     hardware = DoorHardwareConfig(pin_factory="mock", relay_pin=RELAY_PIN, relay_active_high=True, outputs=["osdp"])
-    settings = make_settings(home, door_hardware=hardware, osdp=OsdpConfig(port=path, baud=115200, address=1, key_file=key_file, install_mode=True))
+    settings = make_settings(home, door_hardware=hardware, osdp=OsdpConfig(port="/dev/null", baud=115200, address=1, key_file=key_file, install_mode=True))  # port: panel_wiring's pty
     ctx = KioskContext(settings)
     ctx.__dict__["embedder"] = embedder
-    relay = build_relay(hardware, open_board(hardware))
-    reader = build_osdp(settings, relay)  # as `kiosk run` builds it: no key file yet
-    heard: queue.Queue[PanelNotice] = queue.Queue()
-    reader.listen(heard.put)
-    panel: TestPanel | None = None
-    try:
+    with panel_wiring(settings) as wiring:  # no key file yet
+        relay, reader = wiring.relay, wiring.reader
+        heard: queue.Queue[PanelNotice] = queue.Queue()
+        reader.listen(heard.put)
         folder = replay_dir(tmp_path, [("quiet", photos(dev_people()[0])[0])])
         source = HeldReplay(sorted(folder.iterdir()), folder, go=threading.Event(), release=threading.Event())  # nobody comes
         service = build_door_service(ctx, ResilientCamera(source, CameraConfig(stall_seconds=600)), relay, detector=door_detector, outputs=[reader])
@@ -243,7 +260,7 @@ def test_a_key_the_panel_sets_in_install_mode_is_an_admin_action(enrolled_dev, t
         runner = threading.Thread(target=service.run, args=(stop,))
         runner.start()
         try:
-            panel = TestPanel(master, 1, new, enforce=False)  # the panel installing this reader
+            wiring.connect(new, enforce=False)  # the panel installing this reader
             while (got := heard.get(timeout=WAIT)).kind != "key":
                 pass
             assert got.granted
@@ -251,13 +268,6 @@ def test_a_key_the_panel_sets_in_install_mode_is_an_admin_action(enrolled_dev, t
             stop.set()
             runner.join(timeout=WAIT)
         assert not runner.is_alive()
-    finally:
-        if panel is not None:
-            panel.close()
-        reader.close()
-        relay.shutdown()
-        os.close(master)
-        os.close(slave)
     assert load_scbk(key_file, home) == new
     with ctx.sessions() as session:
         actions = list(session.scalars(select(AdminAction).where(AdminAction.action == "panel-key")))
