@@ -2,13 +2,14 @@
 
 One run, one site (``--people`` DEV people, 12 photos each, face model trained), one door: the
 real door service on a replay of an enrolled person's held-back photo (held ``--hold`` frames,
-two empty frames between visits, so every visit is a fresh grant: cooldown 0), as fast as the
-loop goes. Each variant runs the door for ``--seconds``:
+then enough empty frames to end the track, so every visit is a fresh grant: cooldown 0), as
+fast as the loop goes. Each variant runs the door for ``--seconds``:
 
 - alone:            nothing else running;
 - face retrain:     `kiosk retrain`'s face model, as the admin app runs it (its own process,
-                    training.nice, training.threads), with the feature cache emptied first so
-                    every sample is encoded again, repeated until the window ends;
+                    training.nice, SCHED_IDLE, training.threads), with the feature cache emptied
+                    first so every sample is encoded again, repeated until the window ends;
+- face, nice only:  the same with training.idle_scheduling off (niceness 10 alone);
 - clip fine-tune:   CLIP's text-tower fine-tune (the tiny test architecture, RANDOM weights:
                     timing only) in the same background process, cancelled at the window's end;
 - clip, not niced:  the same fine-tune at niceness 0 with torch's default threads, as a retrain
@@ -88,7 +89,8 @@ def door_window(ctx, detector, person: Path, hold: int, seconds: float) -> dict[
     from kiosk.door.service import build_door_service
     from kiosk.vision.camera import ReplaySource, ResilientCamera
 
-    source = ReplaySource([photos(person)[12]], person, hold=hold, gap=2, repeat=1_000_000)
+    gap = ctx.settings.policy.track_max_missed + 2  # the track ends: the next showing is a new visit
+    source = ReplaySource([photos(person)[12]], person, hold=hold, gap=gap, repeat=1_000_000)
     relay = mock_relay()
     service = build_door_service(ctx, ResilientCamera(source, ctx.settings.camera), relay, detector=detector)
     busy = time_face_frames(service)  # the loop's time on each frame with a face in view
@@ -137,7 +139,7 @@ def main() -> None:
             "models": clip_models, "recognition": RecognitionConfig(recogniser="clip"),
             "training": background.model_copy(update={"epochs": 10_000}),
         })
-        unniced = clip_settings.model_copy(update={"training": clip_settings.training.model_copy(update={"nice": 0, "threads": 2})})
+        unniced = clip_settings.model_copy(update={"training": clip_settings.training.model_copy(update={"nice": 0, "threads": 2, "idle_scheduling": False})})
 
         def clear_face_cache() -> None:
             with ctx.sessions.begin() as session:
@@ -146,9 +148,11 @@ def main() -> None:
         person = people[0]
         results = {"alone": door_window(ctx, detector, person, args.hold, args.seconds)}
         print("  alone done", file=sys.stderr)
-        with Trainer(face_settings, True, clear_face_cache) as face:
-            results["face retrain"] = door_window(ctx, detector, person, args.hold, args.seconds)
-        print(f"  face retrain done ({face.runs} complete retrains in the window)", file=sys.stderr)
+        nice_only = face_settings.model_copy(update={"training": background.model_copy(update={"idle_scheduling": False})})
+        for name, settings in (("face retrain", face_settings), ("face, nice only", nice_only)):
+            with Trainer(settings, True, clear_face_cache) as face:
+                results[name] = door_window(ctx, detector, person, args.hold, args.seconds)
+            print(f"  {name} done ({face.runs} complete retrains in the window)", file=sys.stderr)
         for name, settings in (("clip fine-tune", clip_settings), ("clip, not niced", unniced)):
             with Trainer(settings, False, lambda: None):
                 results[name] = door_window(ctx, detector, person, args.hold, args.seconds)
@@ -156,7 +160,7 @@ def main() -> None:
 
     alone = results["alone"]["fps"]
     print(f"door with a face in view, {args.seconds:.0f} s per variant, {args.people} people enrolled; "
-          f"background trainer: nice +{background.nice}, {background.threads} thread(s)")
+          f"background trainer: nice +{background.nice}, SCHED_IDLE {'on' if background.idle_scheduling else 'off'}, {background.threads} thread(s)")
     print(f"{'variant':18} {'fps':>6} {'kept':>6} {'grants':>7} {'pulse median':>13} {'pulse max':>10}")
     for name, r in results.items():
         print(f"{name:18} {r['fps']:6.1f} {100 * r['fps'] / alone:5.0f}% {r['grants']:7d} {1000 * r['pulse_median']:10.0f} ms {1000 * r['pulse_max']:7.0f} ms")

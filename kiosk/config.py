@@ -170,6 +170,12 @@ class TrainingConfig(Section):
     nice: int = Field(
         10, ge=0, le=19, description="Added to a retrain process's niceness, so the door loop wins the CPU."
     )
+    idle_scheduling: bool = Field(
+        True,
+        description="Run a retrain under Linux's SCHED_IDLE: it gets a core only when the door leaves one idle. "
+        "A niceness of 10 still takes about a tenth of a busy core; on a 2-core box that cost the door a third "
+        "of its frame rate (bench/door_while_training.py). Off: niceness alone.",
+    )
     catch_up_people: int = Field(
         5,
         ge=1,

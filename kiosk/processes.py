@@ -28,8 +28,10 @@ def process_start(pid: int) -> int | None:
 
 
 def owner() -> dict[str, object]:
-    """This process, as recorded on work another process may find half-done (with the niceness it ran at)."""
+    """This process, as recorded on work another process may find half-done (with the priority it ran at)."""
     record: dict[str, object] = {"host": socket.gethostname(), "pid": os.getpid(), "nice": os.nice(0)}
+    if hasattr(os, "SCHED_IDLE"):
+        record["idle"] = os.sched_getscheduler(0) == os.SCHED_IDLE
     start = process_start(os.getpid())
     if start is not None:
         record["start"] = start

@@ -92,6 +92,7 @@ def test_catch_up_is_due_by_count_or_age_and_then_clip_knows_them(newcomer_home:
     with ctx.sessions() as session:
         run = session.get_one(TrainingRun, runs["clip"])
     assert run.params["owner"]["nice"] >= ctx.settings.training.nice  # ran as a background trainer
+    assert run.params["owner"]["idle"] is True  # under SCHED_IDLE: a core only when the door leaves one idle
 
 
 def test_the_admin_apps_retrain_runs_in_its_own_lower_priority_process_and_cancels(newcomer_home: Path, tiny_weights: Path, detector, embedder) -> None:
@@ -104,6 +105,7 @@ def test_the_admin_apps_retrain_runs_in_its_own_lower_priority_process_and_cance
         run = session.get_one(TrainingRun, result.runs["face"])
     assert run.params["owner"]["pid"] != os.getpid()
     assert run.params["owner"]["nice"] >= os.nice(0) + settings.training.nice or run.params["owner"]["nice"] == 19
+    assert run.params["owner"]["idle"] is True and os.sched_getscheduler(0) != os.SCHED_IDLE  # the child's, not ours
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(RetrainCancelled):

@@ -3,7 +3,8 @@
 The door loop and a retrain share one small CPU (and a GPU, on the box). A full retrain
 (CLIP's fine-tune above all) would take every core it is given, so whatever starts one — the
 admin app, `kiosk retrain` from a shell, the systemd timer — runs it in a process of its own
-that first lowers its priority (``training.nice``) and caps the threads torch and
+that first lowers its priority (``training.nice``, and SCHED_IDLE with
+``training.idle_scheduling``) and caps the threads torch and
 onnxruntime may use (``training.threads``). The door's threads live in the door's process
 and are never shared with it. Under systemd the retrain unit adds its own limits
 (systemd/kiosk-retrain.service: Nice, CPUWeight, its own slice).
@@ -42,16 +43,18 @@ _POLL_SECONDS = 0.2  # how often the cancel relay looks whether the child has en
 
 
 def lower_priority(training: TrainingConfig) -> None:
-    """Make this process a background trainer: nicer, and with at most ``training.threads`` threads.
+    """Make this process a background trainer: nicer (SCHED_IDLE where set), with at most ``training.threads`` threads.
 
     Called before torch or the ONNX sessions are created. ``torch.set_num_threads`` only where
     torch is already loaded (CLIP sites): importing it here would cost the face-only path.
     """
-    if training.nice:
-        try:
+    try:
+        if training.nice:
             os.nice(training.nice)
-        except OSError as exc:  # a container may forbid it; the thread cap still holds
-            log.warning("could not lower the retrain's priority: %s", exc)
+        if training.idle_scheduling and hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as exc:  # a container may forbid it; the thread cap still holds
+        log.warning("could not lower the retrain's priority: %s", exc)
     threads = str(training.threads)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = threads
