@@ -484,6 +484,12 @@ class CredentialsConfig(Section):
         "refused as not recognised, for panels that log attempts; never a card anyone holds. Unset: strangers "
         "send nothing.",
     )
+    remote_open_card: str | None = Field(
+        None, pattern=r"^[0-9]+(:[0-9]+)?$",
+        description="Card (FACILITY:NUMBER or a raw NUMBER) the panel outputs send for a remote open (MQTT `open`) "
+        "in panel modes; give it access to this door in the panel. Never a card anyone holds. Unset: a remote "
+        "open in panel modes is refused and logged (the kiosk drives no lock there).",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> "CredentialsConfig":
@@ -491,6 +497,8 @@ class CredentialsConfig(Section):
             raise ValueError("set both free_first and free_last, or neither")
         if self.free_first is not None and self.free_last is not None and self.free_first > self.free_last:
             raise ValueError(f"free_first {self.free_first} is above free_last {self.free_last}")
+        if self.unknown_face_card is not None and self.unknown_face_card == self.remote_open_card:
+            raise ValueError("unknown_face_card and remote_open_card must differ: the panel must tell a stranger from a remote open")
         return self
 
 

@@ -15,7 +15,7 @@ from kiosk.admin.enrolment import remove_identity
 from kiosk.config import CredentialsConfig, Settings
 from kiosk.context import KioskContext
 from kiosk.errors import ConfigError, KioskError
-from kiosk.storage.credentials import Card, assign_free_card, card_for, parse_card, set_card, unknown_face_card
+from kiosk.storage.credentials import Card, assign_free_card, card_for, parse_card, reserved_card, set_card
 
 
 @pytest.fixture()
@@ -90,21 +90,24 @@ def test_cli_enrols_with_a_card_and_changes_it(tmp_path: Path) -> None:
     assert [(p["name"], p["card"]) for p in json.loads(listed.stdout)] == [("Ada", "13:1")]
 
 
-def test_nobody_may_hold_the_unknown_face_card(ctx: KioskContext) -> None:
-    config = CredentialsConfig(unknown_face_card="9:999", free_facility=9, free_first=998, free_last=1000)
+@pytest.mark.parametrize("key", ["unknown_face_card", "remote_open_card"])
+def test_nobody_may_hold_a_reserved_card(ctx: KioskContext, key: str) -> None:
+    config = CredentialsConfig(**{key: "9:999"}, free_facility=9, free_first=998, free_last=1000)
     for same in (Card(9, 999), Card(None, (9 << 16) | 999)):  # the raw number is the same card to the panel
-        with pytest.raises(KioskError, match="unknown-face card"):
+        with pytest.raises(KioskError, match=f"credentials.{key}"):
             set_card(ctx.sessions, "Ada", same, config=config)
     assert card_for(ctx.sessions, "Ada") is None
     assert [assign_free_card(ctx.sessions, name, config) for name in ("Ada", "Bob")] == [Card(9, 998), Card(9, 1000)]
     with pytest.raises(KioskError, match="used up"):
         assign_free_card(ctx.sessions, "Cy", config)
-    assert unknown_face_card(config, ctx.sessions, [26, 34]) == Card(9, 999)
+    assert reserved_card(config, key, ctx.sessions, [26, 34]) == Card(9, 999)
     with pytest.raises(ConfigError, match="does not fit 26-bit"):
-        unknown_face_card(CredentialsConfig(unknown_face_card="300:1"), ctx.sessions, [26])
+        reserved_card(CredentialsConfig(**{key: "300:1"}), key, ctx.sessions, [26])
     set_card(ctx.sessions, "Cy", Card(9, 999))  # given before the setting existed: the door will not start
     with pytest.raises(ConfigError, match="is Cy's card"):
-        unknown_face_card(config, ctx.sessions, [26])
-    assert unknown_face_card(CredentialsConfig(), ctx.sessions, [26]) is None
-    with pytest.raises(ValueError, match="unknown_face_card"):
-        CredentialsConfig(unknown_face_card="9-999")
+        reserved_card(config, key, ctx.sessions, [26])
+    assert reserved_card(CredentialsConfig(), key, ctx.sessions, [26]) is None
+    with pytest.raises(ValueError, match=key):
+        CredentialsConfig(**{key: "9-999"})
+    with pytest.raises(ValueError, match="must differ"):
+        CredentialsConfig(unknown_face_card="9:999", remote_open_card="9:999")

@@ -26,22 +26,33 @@ from sqlalchemy.orm import Session
 
 from db.models import AccessEvent, AdminAction, OutboxMessage
 from kiosk.admin.diagnostics import check_mqtt
-from kiosk.config import CameraConfig, DoorHardwareConfig, MqttConfig, PolicyConfig, PrivacyConfig, Settings
+from kiosk.config import (
+    CameraConfig,
+    CredentialsConfig,
+    DoorHardwareConfig,
+    MqttConfig,
+    PolicyConfig,
+    PrivacyConfig,
+    Settings,
+    WiegandConfig,
+)
 from kiosk.context import KioskContext
 from kiosk.door.gpio_board import open_board
 from kiosk.door.lockdown import Lockdown
 from kiosk.door.relay import build_relay
 from kiosk.door.service import DoorService, build_door_service
 from kiosk.door.status import read_status
+from kiosk.door.wiegand import build_wiegand, frame_bits
 from kiosk.integrations.mqtt_client import MqttBridge
 from kiosk.integrations.outbox import Outbox
 from kiosk.integrations.signed_commands import sign
+from kiosk.storage.credentials import Card
 from kiosk.storage.crop_store import MAGIC, new_key
 from kiosk.vision.camera import ReplaySource, ResilientCamera
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed: run .ci/services/mosquitto")
 
-RELAY_PIN, CONTACT_PIN = 17, 27
+RELAY_PIN, CONTACT_PIN, D0, D1 = 17, 27, 23, 24
 PREFIX = "kiosk/front"
 SECRET = b"a shared secret for the tests"
 
@@ -117,7 +128,9 @@ def build_door(settings: Settings, folder: Path | None, detector, embedder, cloc
     relay = build_relay(settings.door_hardware, board)
     # without a folder the loop is not run (commands only); the camera still needs something to name
     source = ReplaySource.from_path(folder, settings.camera) if folder else ReplaySource([photos(dev_people()[0])[0]], Path("."))
-    service = build_door_service(ctx, ResilientCamera(source, settings.camera), relay, detector=detector,
+    # panel mode (a reader on the site's access panel): Wiegand, the kiosk drives no lock
+    outputs = [build_wiegand(settings.wiegand, board)] if settings.door_hardware.outputs == ["wiegand"] else None
+    service = build_door_service(ctx, ResilientCamera(source, settings.camera), relay, detector=detector, outputs=outputs,
                                  sensors=lambda on_event: build_sensors(settings.door_hardware, relay, on_event, board))
     bridge = MqttBridge(settings, ctx.sessions, clock=clock)
     bridge.client.reconnect_delay_set(0.05, 0.2)  # a restarted broker is found at once, not after a 30 s backoff
@@ -381,6 +394,47 @@ def test_signed_open_and_lockdown_work_and_everything_else_is_refused_and_logged
     assert len(remote) == 2 and all(e.granted and e.details["remote"] == "mqtt:alice-phone" for e in remote)
     check = run_kiosk(["audit", "verify"], home)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_remote_open_in_panel_mode_sends_the_remote_open_card_never_the_relay(broker, home, tmp_path, detector, embedder, pins) -> None:
+    from test_wiegand import decode
+
+    clock = SteppedClock()
+    settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets", command_window_seconds=30))
+    settings.door_hardware = settings.door_hardware.model_copy(update={"outputs": ["wiegand"]})
+    settings.wiegand = WiegandConfig(d0_pin=D0, d1_pin=D1)
+    ctl = broker.client("controller")
+    ctl.subscribe(f"{PREFIX}/#")
+    answers = []
+    for remote_card in (None, "7:4242"):  # the same door without, then with, a remote-open card
+        settings.credentials = CredentialsConfig(remote_open_card=remote_card)
+        seen = onlines(ctl)
+        service, bridge = build_door(settings, None, detector, embedder, clock=clock)
+        try:
+            wait_online(ctl, seen)
+            for pin in (pins.pin(D0), pins.pin(D1)):
+                pin.clear_states()
+            bases = pins.pin(D0)._last_change, pins.pin(D1)._last_change
+            answers.append(send(ctl, signed("open", clock)))
+        finally:
+            bridge.stop()
+            for output in service.outputs:
+                output.close()
+            service.relay.shutdown()
+    ctl.close()
+    refused, done = answers
+    assert not refused["accepted"] and "no credentials.remote_open_card" in refused["detail"]
+    assert done["accepted"] and done["detail"] == "done"
+    assert opened(pins) == 0  # the kiosk drives no lock in panel mode
+    assert [bit for bit, _, _ in decode(pins.pin(D0), pins.pin(D1), *bases)] == frame_bits(Card(7, 4242), 26)  # one frame, the second door's
+    events = rows(home, AccessEvent)
+    remote = [e for e in events if e.details.get("remote") and "door_event" not in e.details]
+    sent = [e for e in events if e.details.get("door_event") == "panel-remote"]
+    assert len(remote) == 1 and remote[0].granted and remote[0].details["remote"] == "mqtt:alice-phone"
+    assert [(e.details["card"], e.details["remote_event"]) for e in sent] == [("7:4242", remote[0].id)]
+    assert sent[0].reason.startswith("remote-open card sent to panel: wiegand card 7:4242")
+    actions = [(a.action, a.details["result"]) for a in rows(home, AdminAction) if a.action == "mqtt-open"]
+    assert actions == [("mqtt-open", refused["detail"]), ("mqtt-open", "done")]
 
 
 def test_lockdown_refuses_grants_across_a_restart_and_a_replay_stays_refused(broker, home, tmp_path, detector, embedder, pins) -> None:

@@ -59,13 +59,13 @@ def test_doctor_checks_the_panel_outputs_and_the_cards(tmp_path: Path, pins) -> 
         os.close(slave)
 
 
-def test_doctor_warns_of_install_mode_and_checks_the_unknown_face_card(tmp_path: Path) -> None:
+def test_doctor_warns_of_install_mode_and_checks_the_reserved_cards(tmp_path: Path) -> None:
     master, slave, port = pty_pair()
     settings = Settings(
         home=tmp_path / "home",
         door_hardware=DoorHardwareConfig(pin_factory="mock", outputs=["osdp"]),
         osdp=OsdpConfig(port=port, key_file=tmp_path / "osdp.key", install_mode=True),  # no key yet
-        credentials=CredentialsConfig(unknown_face_card="9:999"),
+        credentials=CredentialsConfig(unknown_face_card="9:999", remote_open_card="9:1000"),
     )
     ctx = KioskContext(settings)
     with ctx.sessions.begin() as session:
@@ -76,12 +76,16 @@ def test_doctor_warns_of_install_mode_and_checks_the_unknown_face_card(tmp_path:
         assert "panel may set a new secure channel key" in found[("osdp install mode", "warn")]
         assert "no key yet" in found[("osdp key", "warn")]
         assert "sends card 9:999" in found[("unknown-face card", "ok")]
+        assert "sends card 9:1000" in found[("remote-open card", "ok")]
         running = check_panel(ctx, status("osdp: secure channel up (install mode)"))
         assert {(f.check, f.status) for f in running} >= {("panel link", "ok"), ("osdp install mode", "warn")}
 
         set_card(ctx.sessions, "Ada", Card(9, 999))  # given before the setting was made
         clash = {(f.check, f.status): f.detail for f in check_panel(ctx, None)}
         assert "is Ada's card" in clash[("unknown-face card", "fail")]
+        set_card(ctx.sessions, "Ada", Card(9, 1000))
+        clash = {(f.check, f.status): f.detail for f in check_panel(ctx, None)}
+        assert "is Ada's card" in clash[("remote-open card", "fail")] and ("unknown-face card", "ok") in clash
         served = KioskContext(settings.model_copy(update={"osdp": OsdpConfig(port=port, key_file=tmp_path / "osdp.key")}))
         assert all(f.check != "osdp install mode" for f in check_panel(served, None))
     finally:

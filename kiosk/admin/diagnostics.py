@@ -339,7 +339,7 @@ def check_panel(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
     from sqlalchemy import select
 
     from db.models import Person
-    from kiosk.storage.credentials import all_cards, parse_card, unknown_face_card
+    from kiosk.storage.credentials import all_cards, parse_card, reserved_card
 
     settings = ctx.settings
     panel = [o for o in settings.door_hardware.outputs if o != "relay"]
@@ -378,12 +378,15 @@ def check_panel(ctx: KioskContext, service: DoorStatus | None) -> list[Finding]:
                 card_findings.append(Finding("cards", "fail", f"{person}: {exc} ({output}.format)", "give them a card that fits, or change the format in the panel and here"))
     if not card_findings:
         card_findings.append(Finding("cards", "ok", f"all {len(people)} people have a card number that fits {', '.join(f'{o} {n}-bit' for o, n in formats.items())}"))
-    if settings.credentials.unknown_face_card is not None:
+    for key, what, sends in (("unknown_face_card", "unknown-face card", "a stranger refused sends card {}, once per visit"),
+                             ("remote_open_card", "remote-open card", "a remote open (MQTT) sends card {} to the panel")):
+        if getattr(settings.credentials, key) is None:
+            continue
         try:
-            unknown = unknown_face_card(settings.credentials, ctx.sessions, formats.values())
-            card_findings.append(Finding("unknown-face card", "ok", f"a stranger refused sends card {unknown}, once per visit"))
+            card = reserved_card(settings.credentials, key, ctx.sessions, formats.values())
+            card_findings.append(Finding(what, "ok", sends.format(card)))
         except KioskError as exc:
-            card_findings.append(Finding("unknown-face card", "fail", str(exc), "set credentials.unknown_face_card to a number the panel holds for nobody"))
+            card_findings.append(Finding(what, "fail", str(exc), f"set credentials.{key} to a number the panel holds for nobody"))
     return findings + card_findings
 
 

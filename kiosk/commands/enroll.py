@@ -59,7 +59,7 @@ REFRESH_OPTION = click.option(
 @click.pass_context
 def enroll(ctx: click.Context, name: str, paths: tuple[Path, ...], as_json: bool, card: str | None, refresh: bool) -> None:
     """Enrol NAME from image files and folders. Exit status 1 if any file failed."""
-    from kiosk.storage.credentials import assign_free_card, card_holder, parse_card, refuse_unknown_card, set_card
+    from kiosk.storage.credentials import assign_free_card, card_holder, parse_card, refuse_reserved_card, set_card
 
     lazy: Lazy = ctx.find_object(Lazy)
     kiosk = lazy.kiosk
@@ -67,7 +67,7 @@ def enroll(ctx: click.Context, name: str, paths: tuple[Path, ...], as_json: bool
     if wanted is not None and card_holder(kiosk.sessions, wanted) not in (None, name.strip()):
         raise KioskError(f"card {wanted} already belongs to {card_holder(kiosk.sessions, wanted)}")
     if wanted is not None:
-        refuse_unknown_card(wanted, name.strip(), kiosk.settings.credentials)
+        refuse_reserved_card(wanted, name.strip(), kiosk.settings.credentials)
     enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops, kiosk.settings.detection.max_side)
     summary = enroller.enroll(name, paths, _progress)
     if wanted is not None:

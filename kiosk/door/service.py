@@ -46,14 +46,14 @@ from kiosk.door.relay import DoorRelay
 from kiosk.door.service_notify import ServiceNotifier
 from kiosk.door.status import PANEL_GRANTED, PANEL_REFUSED, DoorDecision, DoorStatus, write_status
 from kiosk.door.threshold_override import threshold_in_force
-from kiosk.errors import KioskError
+from kiosk.errors import ConfigError, KioskError
 from kiosk.liveness.gate import LivenessGate
 from kiosk.liveness.head_turn import HeadTurnCheck
 from kiosk.liveness.setup import LivenessSetup, load_liveness
 from kiosk.liveness.setup import threshold_in_force as liveness_threshold
 from kiosk.recognition.base import Recogniser
 from kiosk.recognition.selection import Selection
-from kiosk.storage.credentials import Card, card_for, unknown_face_card
+from kiosk.storage.credentials import Card, card_for, reserved_card
 from kiosk.storage.crop_store import CropStore
 from kiosk.storage.thumbnails import save_thumbnail
 from kiosk.vision.camera import Frame, ResilientCamera
@@ -121,7 +121,10 @@ class DoorService:
         panel = [name for name in settings.door_hardware.outputs if name != "relay"]
         lengths = [settings.osdp.format if name == "osdp" else settings.wiegand.format for name in panel]
         # checked before the door starts: fits the formats, nobody's card
-        self.unknown_card = unknown_face_card(settings.credentials, sessions, lengths) if panel else None
+        self.unknown_card = reserved_card(settings.credentials, "unknown_face_card", sessions, lengths) if panel else None
+        self.remote_card = reserved_card(settings.credentials, "remote_open_card", sessions, lengths) if panel else None
+        if self.unknown_card is not None and self.remote_card is not None and self.unknown_card.value == self.remote_card.value:
+            raise ConfigError("config: 'credentials.unknown_face_card' and 'credentials.remote_open_card' are one card to the panel")
         for output in self.outputs:
             output.listen(self._notices.put)
         self.sessions = sessions
@@ -387,6 +390,35 @@ class DoorService:
         self._record_panel(
             None, False, f"unknown-face card {how}: " + "; ".join(f"{r.output} {r.detail}" for r in results),
             {"door_event": "panel-unknown", "refused_event": event_id, "card": str(card),
+             "outputs": {r.output: {"sent": r.sent, "detail": r.detail} for r in results}},
+        )
+
+    def remote_open_refused(self) -> str | None:
+        """Why a remote open cannot be carried out here, or None: in panel modes only the panel opens the lock."""
+        if self.remote_card is None and not any(o.drives_lock for o in self.outputs):
+            return "panel mode and no credentials.remote_open_card: the kiosk drives no lock here"
+        return None
+
+    def remote_open(self, actor: str) -> None:
+        """An authorised remote open (MQTT): stored first, then the relay pulses and the panel outputs send the
+        remote-open card (the panel decides); what the panel outputs did is one more event, as for a grant."""
+        draft = EventDraft(time=self.clock.now(), person=None, granted=True, probability=None,
+                           reason=f"remote open by {actor}", details={"remote": actor})
+        event_id = self.access_log.record(draft)  # stored before anything moves, like every opening
+        results: list[SendResult] = []
+        for output in self.outputs:
+            if output.drives_lock:
+                if output.grant(None, None).sent:
+                    self.stats.pulses += 1
+            elif self.remote_card is not None:
+                results.append(self._panel_send(output, None, self.remote_card))
+        if not results:
+            return
+        sent = [r.sent for r in results]
+        how = "sent to panel" if all(sent) else "partly sent to panel" if any(sent) else "NOT sent to panel"
+        self._record_panel(
+            None, any(sent), f"remote-open card {how}: " + "; ".join(f"{r.output} {r.detail}" for r in results),
+            {"door_event": "panel-remote", "remote_event": event_id, "remote": actor, "card": str(self.remote_card),
              "outputs": {r.output: {"sent": r.sent, "detail": r.detail} for r in results}},
         )
 

@@ -37,7 +37,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import AccessEvent, AdminAction
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import Settings
-from kiosk.door.access_log import EventDraft
 from kiosk.errors import KioskError
 from kiosk.integrations.home_assistant import discovery_messages
 from kiosk.integrations.outbox import Outbox, Pending
@@ -344,6 +343,8 @@ class MqttBridge:
             return "refused: the door service is not running"
         if command == "open" and self.service.lockdown.active:
             return "refused: lockdown is on"
+        if command == "open" and (why := self.service.remote_open_refused()):
+            return f"refused: {why}"
         return "done"
 
     def _act(self, command: Command, result: str) -> None:
@@ -352,10 +353,7 @@ class MqttBridge:
         service = self.service
         actor = f"mqtt:{command.sender}"
         if command.command == "open":
-            draft = EventDraft(time=self.clock.now(), person=None, granted=True, probability=None,
-                               reason=f"remote open by {actor}", details={"remote": actor})
-            service.access_log.record(draft)  # stored before the relay moves, like every opening
-            service.relay.pulse(self.settings.door_hardware.pulse_seconds)
+            service.remote_open(actor)  # the relay, or the remote-open card to the panel in panel modes
         elif command.command == "lockdown":
             service.lockdown.set(bool(command.args["on"]), actor, self.clock.now())
             self._wake.set()

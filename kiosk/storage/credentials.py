@@ -5,8 +5,9 @@ number and the panel decides. The number must match the card the panel already k
 admin types it in (`--card FACILITY:NUMBER`, or a raw NUMBER for other formats); face-only
 people get the next free number from a configured range. Each change is an admin action in the
 audit chain; the credential goes with the person when they are erased (the row cascades).
-An optional unknown-face card (`credentials.unknown_face_card`) is what the panel is sent for a
-stranger; it is kept off everyone's record.
+Two optional reserved cards are kept off everyone's record: the unknown-face card
+(`credentials.unknown_face_card`), what the panel is sent for a stranger, and the remote-open card
+(`credentials.remote_open_card`), what it is sent for a remote open (MQTT) in panel modes.
 """
 
 from __future__ import annotations
@@ -78,9 +79,9 @@ def card_of(row: Credential) -> Card:
 def set_card(
     sessions: sessionmaker[Session], name: str, card: Card, actor: str = "cli", config: CredentialsConfig | None = None,
 ) -> Card | None:
-    """Give NAME this card (replacing theirs); returns the card they had. Unique per site, and never the
-    unknown-face card of `config` (the panel would log every stranger as NAME)."""
-    refuse_unknown_card(card, name, config)
+    """Give NAME this card (replacing theirs); returns the card they had. Unique per site, and never a
+    reserved card of `config` (the panel would log every stranger, or every remote open, as NAME)."""
+    refuse_reserved_card(card, name, config)
     with sessions.begin() as session:
         person = _person(session, name)
         holder = session.scalar(select(Person.name).join(Credential).where(Credential.card == str(card)))
@@ -104,7 +105,7 @@ def assign_free_card(sessions: sessionmaker[Session], name: str, config: Credent
     """The lowest unused number of the free range for NAME, if a range is set and they have no card yet."""
     if config.free_first is None or config.free_last is None:
         return None
-    reserved = configured_unknown_card(config)
+    reserved = {card.value for key in RESERVED_CARDS if (card := configured_card(config, key)) is not None}
     for _attempt in range(3):  # another writer may take the same number between our read and our insert
         with sessions() as session:
             person = _person(session, name)
@@ -118,7 +119,7 @@ def assign_free_card(sessions: sessionmaker[Session], name: str, config: Credent
             ))
         number = next((
             n for n in range(config.free_first, config.free_last + 1)
-            if n not in used and (reserved is None or Card(config.free_facility, n).value != reserved.value)
+            if n not in used and Card(config.free_facility, n).value not in reserved
         ), None)
         if number is None:
             raise KioskError(f"the free card range {config.free_first}-{config.free_last} is used up: give {name} a card with --card")
@@ -157,38 +158,44 @@ def card_holder(sessions: sessionmaker[Session], card: Card) -> str | None:
         return session.scalar(select(Person.name).join(Credential).where(Credential.card == str(card)))
 
 
-def configured_unknown_card(config: CredentialsConfig | None) -> Card | None:
-    """`credentials.unknown_face_card` as a Card (None when unset); ConfigError for one out of range."""
-    if config is None or config.unknown_face_card is None:
+# credentials.<key> -> who the panel would take for its holder: nobody may hold a reserved card
+RESERVED_CARDS = {"unknown_face_card": "every stranger", "remote_open_card": "every remote open"}
+
+
+def configured_card(config: CredentialsConfig | None, key: str) -> Card | None:
+    """`credentials.<key>` (a reserved card) as a Card (None when unset); ConfigError for one out of range."""
+    text = None if config is None else getattr(config, key)
+    if text is None:
         return None
     try:
-        return parse_card(config.unknown_face_card)
+        return parse_card(text)
     except KioskError as exc:
-        raise ConfigError(f"config: 'credentials.unknown_face_card': {exc}") from None
+        raise ConfigError(f"config: 'credentials.{key}': {exc}") from None
 
 
-def refuse_unknown_card(card: Card, name: str, config: CredentialsConfig | None) -> None:
-    """KioskError if `card` is, to the panel, the unknown-face card: nobody may stand for every stranger."""
-    reserved = configured_unknown_card(config)
-    if reserved is not None and reserved.value == card.value:
-        raise KioskError(f"card {card} is the unknown-face card (credentials.unknown_face_card): give {name} another")
+def refuse_reserved_card(card: Card, name: str, config: CredentialsConfig | None) -> None:
+    """KioskError if `card` is, to the panel, a reserved card: nobody may stand for every stranger or remote open."""
+    for key, stands_for in RESERVED_CARDS.items():
+        reserved = configured_card(config, key)
+        if reserved is not None and reserved.value == card.value:
+            raise KioskError(f"card {card} is the card for {stands_for} (credentials.{key}): give {name} another")
 
 
-def unknown_face_card(config: CredentialsConfig, sessions: sessionmaker[Session], lengths: Iterable[int]) -> Card | None:
-    """The unknown-face card, checked before the door starts: it fits every panel format and nobody holds
-    it (the panel would log a stranger as that person). ConfigError otherwise."""
-    card = configured_unknown_card(config)
+def reserved_card(config: CredentialsConfig, key: str, sessions: sessionmaker[Session], lengths: Iterable[int]) -> Card | None:
+    """A reserved card, checked before the door starts: it fits every panel format and nobody holds it
+    (the panel would log a stranger, or a remote open, as that person). ConfigError otherwise."""
+    card = configured_card(config, key)
     if card is None:
         return None
     for length in lengths:
         try:
             card.data_bits(length)
         except KioskError as exc:
-            raise ConfigError(f"config: 'credentials.unknown_face_card': {exc}") from None
+            raise ConfigError(f"config: 'credentials.{key}': {exc}") from None
     holder = next((name for name, text in all_cards(sessions).items() if parse_card(text).value == card.value), None)
     if holder is not None:
         raise ConfigError(
-            f"config: 'credentials.unknown_face_card' {card} is {holder}'s card: strangers would be logged as them; "
+            f"config: 'credentials.{key}' {card} is {holder}'s card: {RESERVED_CARDS[key]} would be logged as them; "
             "choose a number nobody holds"
         )
     return card
