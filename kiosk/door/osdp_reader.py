@@ -42,7 +42,7 @@ from kiosk.door.relay import DoorRelay
 from kiosk.door.wiegand import frame_bits
 from kiosk.errors import ConfigError, KioskError
 from kiosk.storage.credentials import Card
-from kiosk.storage.crop_store import replace_key_file
+from kiosk.storage.crop_store import replace_key_file, sync_to_disk
 
 if TYPE_CHECKING:
     from kiosk.config import Settings
@@ -93,9 +93,20 @@ def save_scbk(key: bytes, key_file: Path, home: Path) -> None:
     key or the new, never half of one), owner-only, and read back through the same checks."""
     if len(key) != 16:
         raise KioskError(f"an SCBK is 16 bytes, the panel sent {len(key)}")
-    replace_key_file(key_path(key_file, home), key.hex().encode())
+    path = key_path(key_file, home)
+    # called before libosdp replies to the panel's KEYSET: the fsyncs go to a thread, so a busy disk
+    # cannot hold the reply past the panel's 200 ms timeout (it would drop the reader for minutes)
+    replace_key_file(path, key.hex().encode())
     if load_scbk(key_file, home) != key:
         raise KioskError(f"{key_file} does not read back as the key just written")
+    threading.Thread(target=_sync_key, args=(path,), name="osdp-key-sync", daemon=True).start()
+
+
+def _sync_key(path: Path) -> None:
+    try:
+        sync_to_disk(path)
+    except OSError as exc:
+        log.error("OSDP new key in %s could not be synced to disk (%s): a power cut now may lose it", path, exc)
 
 
 def pack_bits(bits: list[int]) -> bytes:

@@ -68,24 +68,33 @@ def write_new_key_file(path: Path, key: bytes) -> None:
 
 def replace_key_file(path: Path, key: bytes) -> None:
     """Write a key file over the one there (a key set from outside, e.g. by the access panel) in one
-    step: a private temporary file beside it, synced, renamed over it; a crash leaves old or new."""
+    step: a private temporary file beside it, renamed over it; a crash leaves old or new.
+
+    Not synced here: the caller follows with `sync_to_disk`, in a thread where it must answer fast
+    (the panel waits 200 ms for its KEYSET reply; two fsyncs on a busy disk can take longer). ext4
+    flushes a file renamed over another before the rename commits, so a crash still leaves old or new.
+    """
     private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # created 0600
     try:
         try:
             os.write(fd, key + b"\n")
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself survives a power cut
-    finally:
-        os.close(folder)
+
+
+def sync_to_disk(path: Path) -> None:
+    """fsync a file and its folder, so the file and the rename that put it there survive a power cut."""
+    for target, flags in ((path, os.O_RDONLY), (path.parent, os.O_RDONLY)):
+        fd = os.open(target, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def private_dirs(folder: Path) -> None:
