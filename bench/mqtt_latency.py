@@ -21,18 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from door_common import DETECTOR, DEV, EMBEDDER, REPO, STRANGERS, photos
 
-SHARED = REPO.parent / "shared"
-DEV = SHARED / "data" / "faces-dev"
-STRANGERS = SHARED / "data" / "faces-dev-strangers"
-DETECTOR = SHARED / "models" / "scrfd_500m_bnkps.onnx"
-EMBEDDER = SHARED / "models" / "mobilefacenet.onnx"
-
-
-def photos(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.jpg"), key=lambda p: int(p.stem))
+sys.path.insert(0, str(REPO / "tests"))  # mqtt_broker: the one place that starts a private mosquitto
 
 
 def main() -> None:
