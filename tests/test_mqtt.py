@@ -23,6 +23,7 @@ from gpiozero.pins.mock import MockFactory
 from mqtt_broker import USERS, WAIT, Broker, mosquitto_binary
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
+from test_door_service import replay_dir
 
 from db.models import AccessEvent, AdminAction, OutboxMessage
 from kiosk.admin.diagnostics import check_mqtt
@@ -98,14 +99,6 @@ def mqtt_config(broker: Broker, folder: Path, **overrides: object) -> MqttConfig
     password, secret = secret_files(folder)
     return MqttConfig(enabled=True, host=broker.host, port=broker.port, username="kiosk", password_file=password,
                       command_secret_file=secret, status_seconds=0.5, **overrides)
-
-
-def replay_dir(tmp_path: Path, pictures: list[tuple[str, Path]], name: str = "replay") -> Path:
-    folder = tmp_path / name
-    folder.mkdir()
-    for i, (label, photo) in enumerate(pictures):
-        (folder / f"{i:03d}-{label}-{photo.stem}.jpg").symlink_to(photo)
-    return folder
 
 
 def door_settings(home: Path, mqtt: MqttConfig, **policy: object) -> Settings:
