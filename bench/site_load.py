@@ -6,11 +6,15 @@
 A private PostgreSQL 15 is started (.ci/services/postgres, 127.0.0.1 only) and stopped at the
 end. Each simulated door is a process with its own SQLite, its own database role, and the real
 door code: every event is committed and hash-chained locally (AccessLog), then sent by the
-real uploader (upload_pending) in order. Printed:
+real uploader (SiteLink.upload: the door's site engine, upload_pending, health reports) in
+order. Printed:
+
+Each door's events arrive as a Poisson stream at ``--rate`` (independent visitors).
 
 - events/s stored at the site while it was up, against the rate offered;
 - commit latency at the site (one upload transaction, commit included), median and p99,
-  before the outage;
+  from WARM_UP_S after the start (fifty processes taking their first steps at once) to the
+  outage;
 - catch-up: once the server is back, the time until every event the doors kept is at the site;
 - a real door's decision latency (detector + face model + policy + local commit + relay, the
   time from a track's first frame to the relay pulse) with the site up, slow (its events table
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import random
 import shutil
 import statistics
 import sys
@@ -38,18 +43,24 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
+WARM_UP_S = 2.0
+
 
 def door_process(name: str, home: str, url: str, rate: float, seconds: float, drain: float,
                  ready: mp.Queue, go, start, results: mp.Queue) -> None:
     from db.session import make_engine, session_factory, upgrade
+    from kiosk.config import Settings, SiteConfig
     from kiosk.door.access_log import AccessLog, EventDraft
-    from kiosk.site.uploader import upload_pending
+    from kiosk.site.link import SiteLink
 
     local = make_engine(f"sqlite:///{home}/kiosk.db")
     upgrade(local)
     sessions = session_factory(local)
     log = AccessLog(sessions, name, Path(home))
-    site = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args={"connect_timeout": 2})
+    settings = Settings(home=Path(home), site=SiteConfig(url=url, door=name))
+    link = SiteLink(settings, sessions)  # the door's own site engine, uploader and health reports
+    if not link.catch_up():  # as a door does on start: sync, send, report (and so connect) before its first visitor
+        raise RuntimeError(f"{name} could not reach the site")
     ready.put(name)
     go.wait()
     start_at, stop_at = start.value, start.value + seconds
@@ -62,12 +73,12 @@ def door_process(name: str, home: str, url: str, rate: float, seconds: float, dr
         """The door's upload thread, as SiteLink runs it: woken by each event, retrying while the site is down."""
         nonlocal failures
         while True:
-            wake.wait(0.2)
+            wake.wait(settings.site.upload_seconds)
             wake.clear()
             timings: list[float] = []
             last_round = done.is_set()  # read before the round: an event stored during it needs another
             try:
-                upload_pending(site, sessions, timings=timings)
+                link.upload(timings)
                 now = time.time()
                 latencies.extend((now, t) for t in timings)
                 if last_round:
@@ -76,13 +87,16 @@ def door_process(name: str, home: str, url: str, rate: float, seconds: float, dr
                 failures += 1
                 if done.is_set() and time.time() > drain_until:
                     return
-                time.sleep(0.5)
+                time.sleep(settings.site.retry_seconds)
 
     thread = threading.Thread(target=uploader)
     thread.start()
-    i = 0
+    # Independent doors: each one's visits are a Poisson stream (seeded by its name), not a
+    # metronome that all fifty doors would beat at the same instant.
+    arrivals = random.Random(name)
+    due, i = start_at, 0
     while True:
-        due = start_at + i / rate
+        due += arrivals.expovariate(rate)
         if due >= stop_at:
             break
         pause = due - time.time()
@@ -96,7 +110,7 @@ def door_process(name: str, home: str, url: str, rate: float, seconds: float, dr
     wake.set()
     thread.join()
     results.put((name, i, failures, latencies))
-    site.dispose()
+    link.site.dispose()
     local.dispose()
 
 
@@ -180,11 +194,11 @@ def load(server, admin_url: str, root: Path, args: argparse.Namespace) -> None:
         p.join()
     emitted = sum(c[1] for c in collected)
     at_site = site_counts(admin_url)
-    steady = [lat for c in collected for (t, lat) in c[3] if start_at + 2 <= t < outage_at]
+    steady = [lat for c in collected for (t, lat) in c[3] if start_at + WARM_UP_S <= t < outage_at]
     print(f"doors: {args.doors} processes x {args.rate:g} events/s offered = {args.doors * args.rate:g} events/s; "
           f"{emitted} events committed at the doors in {args.seconds:g} s = {emitted / args.seconds:.1f} events/s")
     print(f"stored at the site while up: {stored_before} events in {up_seconds:.1f} s = {stored_before / up_seconds:.1f} events/s sustained")
-    print(f"site commit latency (one upload transaction, before the outage): median {statistics.median(steady) * 1000:.1f} ms, "
+    print(f"site commit latency (one upload transaction, from {WARM_UP_S:g} s after the start to the outage): median {statistics.median(steady) * 1000:.1f} ms, "
           f"p99 {pct(steady, 0.99) * 1000:.1f} ms over {len(steady)} commits")
     print(f"outage: {args.outage:g} s (server stopped); {sum(kept.values()) - stored_before} events kept at the doors meanwhile "
           f"(+ any not yet sent before it); catch-up after the server was back: {catch_up:.2f} s")

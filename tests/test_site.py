@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from db.models import AccessEvent, Base, Credential, Person, TrainingRun
+from db.models import AccessEvent, Base, Credential, Door, Person, TrainingRun
 from db.session import current_revision, make_engine, upgrade
 from kiosk.config import (
     CameraConfig,
@@ -389,6 +390,72 @@ def test_two_doors_follow_the_site_and_survive_its_outage(
     done = run_kiosk(["audit", "verify"], tmp_path / "admin", timeout=120, KIOSK_DATABASE__URL=site_url)
     assert done.returncode == 1 and "access_events[west]: BROKEN" in done.stdout and "content altered (door event 2)" in done.stdout
     admin.engine.dispose()
+
+
+def test_an_upload_links_the_sites_people_reports_health_sparingly_and_outlives_a_restart(
+    site_url: str, pg_server: PgServer, tmp_path: Path, embedder,
+) -> None:
+    """One site statement per batch looks each event's person up there (one erased since keeps
+    only the name, as on the door); uploads report the door's health at most every
+    HEALTH_SECONDS (an injected clock); the first upload after a server restart reconnects by
+    itself instead of failing on the connection the server dropped."""
+    from kiosk.site.link import HEALTH_SECONDS
+
+    admin = admin_context(site_url, tmp_path / "admin", embedder)
+    init_site(admin.engine)
+    with admin.sessions.begin() as s:
+        ada = Person(name="Ada")
+        s.add(ada)
+        s.flush()
+        ada_id = ada.id
+    url, secret = register(admin, "east", tmp_path)
+    door = KioskContext(make_settings(tmp_path / "east", door="east", site=SiteConfig(url=url, door="east", password_file=secret)))
+    now = [1000.0]
+    link = SiteLink(door.settings, door.sessions, clock=lambda: now[0])
+
+    def store(person_id: int | None, name: str | None) -> None:
+        with door.sessions.begin() as s:
+            s.add(AccessEvent(time=datetime.now(timezone.utc), door="east", person_id=person_id, person_name=name, granted=person_id is not None,
+                              probability=0.9, reason="test"))
+
+    def last_contact() -> datetime | None:
+        with admin.sessions() as s:
+            return s.scalar(select(Door.last_contact).where(Door.name == "east"))
+
+    try:
+        assert link.catch_up()  # the replica now holds Ada; this door alone still knows Gone
+        reported = last_contact()
+        assert reported is not None  # catching up reports
+        with door.sessions.begin() as s:
+            s.add(Person(id=ada_id + 1000, name="Gone"))
+        store(ada_id, "Ada")
+        store(ada_id + 1000, "Gone")
+        store(None, None)
+        assert link.upload() == 3
+        with admin.sessions() as s:
+            rows = s.execute(select(AccessEvent.door_event_id, AccessEvent.person_id, AccessEvent.person_name).order_by(AccessEvent.door_event_id)).all()
+        assert [tuple(r) for r in rows] == [(1, ada_id, "Ada"), (2, None, "Gone"), (3, None, None)]
+        assert last_contact() == reported  # an upload reports only once HEALTH_SECONDS have passed
+
+        now[0] += HEALTH_SECONDS - 0.1
+        store(None, None)
+        assert link.upload() == 1 and last_contact() == reported
+        now[0] += 0.1
+        store(None, None)
+        assert link.upload() == 1 and last_contact() > reported
+
+        pg_server.stop()
+        pg_server.start()
+        store(None, None)
+        assert link.upload() == 1  # the pooled connection died with the server: sent on a new one
+        admin.engine.dispose()
+        with admin.sessions() as s:
+            assert s.scalar(select(func.count(AccessEvent.id))) == 6
+    finally:
+        if not pg_server.running:
+            pg_server.start()
+        link.site.dispose()
+        admin.engine.dispose()
 
 
 def test_a_card_and_a_threshold_set_centrally_reach_both_doors(site_url: str, tmp_path: Path, door_detector, embedder, pins: MockFactory) -> None:

@@ -40,6 +40,7 @@ from db.models import AccessEvent, Calibration, Credential, FaceSample, Person, 
 from kiosk.config import Settings
 from kiosk.errors import KioskError
 from kiosk.recognition.model_registry import artifact_digest
+from kiosk.site.connection import retry_if_dropped
 from kiosk.storage import site_artifacts
 from kiosk.storage.crop_store import remove_person_crops
 from kiosk.storage.thumbnails import forget_thumbnails
@@ -228,7 +229,7 @@ class ReplicaFollower:
                 stop.wait(site.retry_seconds)
 
     def _sync(self) -> None:
-        report = sync(self.site, self.sessions, self.settings)
+        report = retry_if_dropped(lambda: sync(self.site, self.sessions, self.settings))
         self.syncs += 1
         self.on_sync(report)
 
