@@ -677,6 +677,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def site_door(self) -> bool:
+        """A door of a site, on its own replica: its people, models and calibrations are changed at the site."""
+        return bool(self.site.url) and not self.database_url.startswith("postgresql")
+
+    @property
     def database_url(self) -> str:
         if not self.database.url:
             return f"sqlite:///{self.home / 'kiosk.db'}"

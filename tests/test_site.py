@@ -21,7 +21,7 @@ import pytest
 from conftest import DEV, dev_people, make_settings, photos, run_kiosk
 from gpiozero.pins.mock import MockFactory
 from pg_server import PgServer, pg_server_fixture, site_url_fixture  # noqa: F401 (the fixtures pg_server, site_url)
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, create_engine, delete, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -50,7 +50,7 @@ from kiosk.site.uploader import outbox_depth
 from kiosk.vision.camera import CameraSource, Frame, ResilientCamera
 from kiosk.vision.face_detection import FaceDetector
 
-HEAD = "0007_site_cards_threshold"
+HEAD = "0008_site_liveness"
 WAIT = 90.0  # seconds a condition may take on a loaded 2-core machine before the test fails
 
 
@@ -224,7 +224,7 @@ def test_migrations_on_postgres_build_exactly_the_models(site_url: str) -> None:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
         triggers = set(conn.scalars(text("SELECT event_object_table FROM information_schema.triggers WHERE trigger_name = 'kiosk_site_changed'")))
         secured = set(conn.scalars(text("SELECT relname FROM pg_class WHERE relrowsecurity")))
-    assert triggers == {"people", "credentials", "training_runs", "calibrations", "threshold_overrides"}
+    assert triggers == {"people", "credentials", "training_runs", "calibrations", "threshold_overrides", "liveness_calibrations"}
     assert secured == {"access_events", "doors"}
     downgrade(engine, "0002_trust")  # and back down, on PostgreSQL as on SQLite
     assert current_revision(engine) == "0002_trust"
@@ -280,6 +280,7 @@ def test_a_door_role_reads_what_it_needs_appends_its_own_events_and_nothing_else
         (text("UPDATE credentials SET card = 'x'"), {}),
         (text("DELETE FROM credentials"), {}),
         (text("INSERT INTO threshold_overrides (id, threshold, set_by, set_at) VALUES (1, 0.1, 'east', now())"), {}),
+        (text("UPDATE liveness_calibrations SET threshold = 0.0"), {}),
     ]
     for statement, params in refused:
         with pytest.raises(DBAPIError, match="permission denied|row-level security"), east.begin() as conn:
@@ -292,21 +293,23 @@ def test_a_door_role_reads_what_it_needs_appends_its_own_events_and_nothing_else
     with east.connect() as conn:
         held = {table: list(granted) for table, granted in conn.execute(privileges)}
     assert held == {**{t: ["SELECT"] for t in READ_ONLY}, "doors": ["SELECT"], "access_events": ["INSERT", "SELECT"]}
-    assert {"credentials", "threshold_overrides"} <= set(READ_ONLY)
+    assert {"credentials", "threshold_overrides", "liveness_calibrations"} <= set(READ_ONLY)
     east.dispose()
     with admin.sessions() as s:
         assert sorted(s.scalars(select(AccessEvent.reason))) == ["r", "west's own"]
         assert s.scalar(select(Person.name)) == "Someone"
 
-    # a door registered before the cards and the threshold were replicated may read them after the upgrade
+    # a door registered before the cards, the threshold and the liveness calibrations were
+    # replicated may read them after the upgrade
     downgrade(admin.engine, "0006_site")
     east = create_engine(make_url(east_url).set(password=east_pw.read_text()))
-    with pytest.raises(DBAPIError, match="permission denied"), east.connect() as conn:
-        conn.execute(text("SELECT * FROM credentials"))
+    for table in ("credentials", "liveness_calibrations"):
+        with pytest.raises(DBAPIError, match="permission denied"), east.connect() as conn:
+            conn.execute(text(f"SELECT * FROM {table}"))
     upgrade(admin.engine)
     with east.connect() as conn:
-        assert conn.scalar(text("SELECT count(*) FROM credentials")) == 0
-        assert conn.scalar(text("SELECT count(*) FROM threshold_overrides")) == 0
+        for table in ("credentials", "threshold_overrides", "liveness_calibrations"):
+            assert conn.scalar(text(f"SELECT count(*) FROM {table}")) == 0
     east.dispose()
     admin.engine.dispose()
 
@@ -458,6 +461,38 @@ def test_an_upload_links_the_sites_people_reports_health_sparingly_and_outlives_
         admin.engine.dispose()
 
 
+def test_a_liveness_calibration_made_at_the_site_sets_a_doors_threshold(site_url: str, tmp_path: Path, embedder) -> None:
+    """`kiosk calibrate --part liveness` against the site writes a row; the site's trigger moves
+    its version, the door's next sync copies the row, and the door applies it to its models."""
+    from db.models import LivenessCalibration
+    from kiosk.liveness.setup import threshold_in_force
+
+    admin = admin_context(site_url, tmp_path / "admin", embedder)
+    init_site(admin.engine)
+    url, secret = register(admin, "east", tmp_path)
+    door = KioskContext(make_settings(tmp_path / "east", door="east", site=SiteConfig(url=url, door="east", password_file=secret)))
+    link = SiteLink(door.settings, door.sessions)
+    key = "silent-face:test"
+    try:
+        assert link.catch_up()
+        assert threshold_in_force(door.settings, door.sessions, key)[1].startswith("default")
+        with admin.sessions.begin() as s:
+            row = LivenessCalibration(detector=key, target_bpcer=0.05, threshold=0.27, metrics={"bpcer": 0.05})
+            s.add(row)
+            s.flush()
+            row_id = row.id
+        assert link.catch_up() and link.last_sync is not None and link.last_sync.changed
+        assert threshold_in_force(door.settings, door.sessions, key) == (0.27, f"calibration {row_id} for BPCER 5%")
+        with admin.sessions.begin() as s:
+            s.execute(delete(LivenessCalibration))
+        assert link.catch_up()  # withdrawn at the site: withdrawn at the door
+        assert threshold_in_force(door.settings, door.sessions, key)[1].startswith("default")
+    finally:
+        link.stop()
+        door.engine.dispose()
+        admin.engine.dispose()
+
+
 def test_a_card_and_a_threshold_set_centrally_reach_both_doors(site_url: str, tmp_path: Path, door_detector, embedder, pins: MockFactory) -> None:
     """Both doors are readers on access panels: each sends the card the site gave, from its replica."""
     from kiosk.admin.erasure import forget_person
@@ -577,3 +612,55 @@ def test_kiosk_site_commands_prepare_register_and_list(site_url: str, tmp_path: 
     assert (row["name"], row["location"], row["last_contact"], row["outbox_depth"]) == ("east", "east entrance", None, None)
     sqlite = run_kiosk(["site", "init"], tmp_path / "single")
     assert sqlite.returncode == 2 and "PostgreSQL" in sqlite.stderr and len(sqlite.stderr.strip().splitlines()) == 1
+
+
+def test_a_site_door_refuses_to_change_what_the_site_owns(tmp_path: Path) -> None:
+    """Its replica is rewritten from the site: a person, model, calibration or card made at the
+    door would be lost at the next sync, or clash with the site's ids. Each is refused, naming
+    the site, and nothing is written; the retrain timer beside the door finds nothing due."""
+    home = tmp_path / "east"
+    door = {"KIOSK_SITE__URL": "postgresql+psycopg://door@127.0.0.1:9/site", "KIOSK_SITE__DOOR": "east"}  # never contacted
+    photo = str(photos(dev_people()[0])[0])
+    for args, what in (
+        (["enroll", "Ada", photo], "enrolment"),
+        (["enroll-batch", str(DEV)], "enrolment"),
+        (["retrain"], "retraining"),
+        (["calibrate"], "calibration"),
+        (["identities", "remove", "Ada"], "erasure"),
+        (["identities", "card", "Ada", "12:345"], "setting a card"),
+    ):
+        done = run_kiosk(args, home, **door)
+        assert done.returncode == 2, (args, done.stderr)
+        assert f"error: {what} is done once, at the site, not at door 'east'" in done.stderr and "database.url" in done.stderr
+    done = run_kiosk(["retrain", "--if-due"], home, **door)
+    assert done.returncode == 0 and "this door's models come from its site" in done.stderr
+    assert not (home / "kiosk.db").exists() and not (home / "crops").exists()  # refused before anything was opened
+    done = run_kiosk(["enroll", "Ada", photo], home)  # the same home as a single door: allowed
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_admin_app_at_a_site_door_offers_the_door_and_the_audit_only(tmp_path: Path, door_detector, embedder) -> None:
+    import asyncio
+
+    from ui_home import PIN, sign_in, wait_until
+
+    from kiosk.admin.auth import AdminAuth
+    from kiosk.ui.admin_app import AdminApp
+
+    door = KioskContext(make_settings(tmp_path / "east", site=SiteConfig(url="postgresql+psycopg://door@127.0.0.1:9/site", door="east")))
+    door.__dict__["detector"], door.__dict__["embedder"] = door_detector, embedder
+    AdminAuth(door.sessions).set_secret("admin", PIN, actor="admin")
+
+    async def drive() -> list[str]:
+        app = AdminApp(door, poll_seconds=30.0)
+        seen = []
+        async with app.run_test(size=(80, 24)) as pilot:
+            await sign_in(pilot)
+            for key in ("f2", "f3", "f5", "f4"):
+                await pilot.press(key)
+                await pilot.pause()
+                seen.append(app.current_mode)
+            await wait_until(pilot, lambda: any("managed on the site database" in str(n.message) for n in app._notifications), what="the notice")
+        return seen
+
+    assert asyncio.run(drive()) == ["door", "door", "door", "audit"]

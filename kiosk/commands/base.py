@@ -19,6 +19,7 @@ import click
 
 from kiosk.config import load_settings
 from kiosk.context import KioskContext
+from kiosk.errors import KioskError
 
 
 class Lazy:
@@ -57,6 +58,16 @@ def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
 
 
 pass_kiosk = click.make_pass_decorator(Lazy)
+
+
+def refuse_at_a_site_door(lazy: Lazy, what: str) -> None:
+    """A site door's replica is rewritten from the site: a change made there would be lost, or clash with the site's ids."""
+    settings = lazy.kiosk.settings
+    if settings.site_door:
+        raise KioskError(
+            f"{what} is done once, at the site, not at door {settings.site.door!r} (its replica follows the site): "
+            "run `kiosk` with database.url pointing at the site database"
+        )
 
 
 def echo_json(data: Any) -> None:

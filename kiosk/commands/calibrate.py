@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
+from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk, refuse_at_a_site_door
 
 
 @main.command("calibrate")
@@ -20,6 +20,7 @@ from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
 @pass_kiosk
 def calibrate_cmd(lazy: Lazy, strangers: Path | None, method: str | None, plot: Path | None, as_json: bool, part: str, live: tuple[Path, ...], attacks: Path | None) -> None:
     """Calibrate the recogniser in force on this site's enrolment (and strangers, if given), then liveness."""
+    refuse_at_a_site_door(lazy, "calibration")
     if part == "liveness":
         _calibrate_liveness(lazy, live, attacks, as_json, required=True)
         return

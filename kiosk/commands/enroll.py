@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from kiosk.admin.enrolment import FAILED, STORED, Enroller, EnrollSummary, FileResult
-from kiosk.commands.base import Lazy, echo_json, main
+from kiosk.commands.base import Lazy, echo_json, main, refuse_at_a_site_door
 from kiosk.errors import KioskError
 
 
@@ -62,6 +62,7 @@ def enroll(ctx: click.Context, name: str, paths: tuple[Path, ...], as_json: bool
     from kiosk.storage.credentials import assign_free_card, card_holder, parse_card, refuse_reserved_card, set_card
 
     lazy: Lazy = ctx.find_object(Lazy)
+    refuse_at_a_site_door(lazy, "enrolment")
     kiosk = lazy.kiosk
     wanted = parse_card(card) if card is not None else None
     if wanted is not None and card_holder(kiosk.sessions, wanted) not in (None, name.strip()):
@@ -100,6 +101,7 @@ def enroll_batch(ctx: click.Context, folder: Path, as_json: bool, refresh: bool)
     if not people:
         raise KioskError(f"{folder} holds no person folders (one subfolder per person, named as the person)")
     lazy: Lazy = ctx.find_object(Lazy)
+    refuse_at_a_site_door(lazy, "enrolment")
     kiosk = lazy.kiosk
     enroller = Enroller(kiosk.sessions, kiosk.detector, kiosk.crops, kiosk.settings.detection.max_side)
     summaries = []

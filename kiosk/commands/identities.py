@@ -6,7 +6,7 @@ import click
 
 from kiosk.admin.enrolment import list_identities
 from kiosk.admin.erasure import BACKUPS_KEEP, forget_person
-from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
+from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk, refuse_at_a_site_door
 from kiosk.errors import KioskError
 
 
@@ -39,6 +39,7 @@ def identities(ctx: click.Context, as_json: bool) -> None:
 @pass_kiosk
 def remove(lazy: Lazy, name: str) -> None:
     """Erase NAME: samples, crops, features, event thumbnails and every model version holding them."""
+    refuse_at_a_site_door(lazy, "erasure")
     report = forget_person(lazy.kiosk, name, progress=lambda msg: click.echo(msg, err=True))
     rebuilt = f"; face model v{report.rebuilt_face_version} in force without them" if report.rebuilt_face_version else ""
     click.echo(f"removed {report.name}: {report.samples} samples erased{rebuilt}")
@@ -52,6 +53,7 @@ def remove(lazy: Lazy, name: str) -> None:
 @pass_kiosk
 def card(lazy: Lazy, name: str, card: str | None, free: bool) -> None:
     """Set the access-panel card NAME stands for: FACILITY:NUMBER, a raw NUMBER, or --free."""
+    refuse_at_a_site_door(lazy, "setting a card")
     from kiosk.storage.credentials import assign_free_card, card_for, parse_card, set_card
 
     sessions = lazy.kiosk.sessions

@@ -13,7 +13,7 @@ import threading
 
 import click
 
-from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk
+from kiosk.commands.base import Lazy, echo_json, main, pass_kiosk, refuse_at_a_site_door
 from kiosk.training.process import background_retrain
 from kiosk.training.progress import RetrainProgress
 from kiosk.training.status import read_retrain_status
@@ -29,6 +29,12 @@ from kiosk.training.status import read_retrain_status
 @pass_kiosk
 def retrain_cmd(lazy: Lazy, as_json: bool, if_due: bool) -> None:
     """Retrain the recognisers; the models in force stay until the new ones are complete."""
+    if if_due and lazy.kiosk.settings.site_door:  # the timer beside a site door: nothing of its own to train
+        click.echo("catch-up retrain not due: this door's models come from its site", err=True)
+        if as_json:
+            echo_json({"runs": {}, "due": False, "why": "this door's models come from its site"})
+        return
+    refuse_at_a_site_door(lazy, "retraining")
     if if_due:
         from kiosk.training.catch_up import catch_up_due, running_retrain
 

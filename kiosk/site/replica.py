@@ -3,7 +3,8 @@
 The door decides from its local database only, exactly as a single door does: people and
 their validity windows, their cards (a door on an access panel sends the granted person's),
 the model version in force per recogniser (rows and artifact files), the calibrations of those
-versions and the admin's threshold override (kiosk/door/threshold_override.py reads it there,
+versions, the liveness calibrations (kiosk/liveness/setup.py picks the newest for the door's
+models) and the admin's threshold override (kiosk/door/threshold_override.py reads it there,
 over the door's own file). `sync` reads one consistent snapshot of the site
 (REPEATABLE READ), writes any missing artifact folder first, then replaces the replicated rows
 and the replica's version in one SQLite transaction. The door service's hot reload then swaps
@@ -36,7 +37,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import AccessEvent, Calibration, Credential, FaceSample, Person, SiteState, ThresholdOverride, TrainingRun
+from db.models import (
+    AccessEvent,
+    Calibration,
+    Credential,
+    FaceSample,
+    LivenessCalibration,
+    Person,
+    SiteState,
+    ThresholdOverride,
+    TrainingRun,
+)
 from kiosk.config import Settings
 from kiosk.errors import KioskError
 from kiosk.recognition.model_registry import artifact_digest
@@ -53,6 +64,7 @@ RUN_COLUMNS = ("id", "recogniser", "status", "started_at", "finished_at", "param
 CALIBRATION_COLUMNS = ("id", "time", "training_run_id", "recogniser", "method", "params", "threshold", "metrics")
 CREDENTIAL_COLUMNS = ("id", "person_id", "card", "facility", "number", "created_at")
 OVERRIDE_COLUMNS = ("id", "threshold", "set_by", "set_at")
+LIVENESS_COLUMNS = ("id", "time", "detector", "target_bpcer", "threshold", "metrics")
 
 
 @dataclass
@@ -92,6 +104,7 @@ def sync(site: Engine, sessions: sessionmaker[Session], settings: Settings) -> S
             )]
             credentials = _rows(conn, Credential, CREDENTIAL_COLUMNS)
             overrides = _rows(conn, ThresholdOverride, OVERRIDE_COLUMNS)
+            liveness = _rows(conn, LivenessCalibration, LIVENESS_COLUMNS)
             fetched = _fetch_missing(conn, sessions, settings.artifacts_dir, runs)
     report = SyncReport(version, changed=True, people=len(people), fetched_versions=fetched)
     dropped_folders: list[Path] = []
@@ -103,6 +116,7 @@ def sync(site: Engine, sessions: sessionmaker[Session], settings: Settings) -> S
         # Replaced whole, not upserted: a card may have moved between people (unique per site).
         session.execute(delete(Credential))
         session.execute(delete(ThresholdOverride))
+        session.execute(delete(LivenessCalibration))
         session.execute(delete(FaceSample).where(FaceSample.person_id.in_(report.erased_people)))
         session.execute(delete(Person).where(Person.id.in_(report.erased_people)))
         if people:
@@ -118,7 +132,7 @@ def sync(site: Engine, sessions: sessionmaker[Session], settings: Settings) -> S
         session.execute(delete(TrainingRun).where(TrainingRun.id.not_in(run_ids)))
         _upsert(session, TrainingRun, runs, RUN_COLUMNS)
         _upsert(session, Calibration, calibrations, CALIBRATION_COLUMNS)
-        for model, rows in ((Credential, credentials), (ThresholdOverride, overrides)):
+        for model, rows in ((Credential, credentials), (ThresholdOverride, overrides), (LivenessCalibration, liveness)):
             if rows:
                 session.execute(insert(model), rows)
         session.execute(update(SiteState).where(SiteState.id == 1).values(version=version))

@@ -1,8 +1,8 @@
 """Setting a site up and registering its doors, each with its own database role.
 
 A door's role may read what doors replicate (people, their cards, model versions and their
-files, calibrations, the threshold override, the site version) and append events; row-level
-security (migration 0006_site) limits it to its own events and its own ``doors`` row, of which
+files, calibrations and liveness calibrations, the threshold override, the site version) and
+append events; row-level security (migration 0006_site) limits it to its own events and its own ``doors`` row, of which
 it may update only the health columns. It cannot change or delete any row, nor read another
 door's events. The admin role that runs these commands owns the tables and is not limited.
 """
@@ -21,7 +21,9 @@ from db.models import Door
 from db.session import upgrade
 from kiosk.errors import KioskError
 
-READ_ONLY = ("people", "credentials", "training_runs", "calibrations", "site_artifacts", "threshold_overrides", "site_state")
+READ_ONLY = (
+    "people", "credentials", "training_runs", "calibrations", "liveness_calibrations", "site_artifacts", "threshold_overrides", "site_state",
+)
 HEALTH_COLUMNS = ("last_contact", "replica_version", "outbox_depth")
 
 

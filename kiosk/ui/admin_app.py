@@ -4,6 +4,10 @@ Sign-in comes first; then one screen per task, switched with F1-F5 (shown in the
 Door, People, Retrain, Audit, Calibration. The app opens the data directory through the same
 KioskContext as the door service (same settings, same SQLite file in WAL mode), so both run at
 once; it never opens the camera, and asks the service for frames instead (frame_handover).
+
+At a door of a site (``site.url`` set, its own SQLite a replica of the site) People, Retrain
+and Calibration are not offered: the site owns what they change, and the next sync would
+undo it. The admin app pointed at the site database has them all.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class AdminApp(App[None]):
         "audit": AuditScreen,
         "calibration": CalibrationScreen,
     }
+    SITE_OWNED = ("people", "retrain", "calibration")
     BINDINGS = [
         Binding("f1", "show('door')", "Door"),
         Binding("f2", "show('people')", "People"),
@@ -78,10 +83,15 @@ class AdminApp(App[None]):
             return
         self.admin = username
         self.switch_mode("door")
+        if self.kiosk.settings.site_door:
+            self.notify("A door of a site: people, training and calibration are managed on the site database.", timeout=10)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Nothing but sign-in and quit until someone has signed in; the footer leaves out the screen shown."""
+        """Nothing but sign-in and quit until someone has signed in; the footer leaves out the screen
+        shown, and at a site door the screens whose changes the site owns."""
         if action == "show" and (self.admin is None or parameters == (self.current_mode,)):
+            return False
+        if action == "show" and parameters[0] in self.SITE_OWNED and self.kiosk.settings.site_door:
             return False
         return True
 
