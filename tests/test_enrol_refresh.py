@@ -7,16 +7,14 @@ door's own signals (a decision heard, a model swapped in), never on sleeps."""
 from __future__ import annotations
 
 import json
-import queue
 import threading
-import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from conftest import copy_home, dev_people, make_settings, photos, run_kiosk
 from sqlalchemy import func, select
+from visit_camera import VisitCamera
 
 from db.models import AdminAction, TrainingRun
 from kiosk.admin.erasure import forget_person
@@ -28,49 +26,9 @@ from kiosk.door.status import DoorDecision
 from kiosk.recognition.face_recogniser import NAME as FACE
 from kiosk.recognition.face_recogniser import enrolment_scores, margins, templates_from
 from kiosk.training.refresh import refresh_face_model
-from kiosk.vision.camera import CameraSource, Frame, ResilientCamera
+from kiosk.vision.camera import ResilientCamera
 
 WAIT = 300.0  # only a failing test ever waits this long: every wait below ends on an event
-
-
-class VisitCamera(CameraSource):
-    """A doorway the test fills: each visit is a photo held for some frames, then an empty doorway.
-
-    With no visit staged it has no new frame (None), as a live camera between frames.
-    """
-
-    description = "staged visits"
-
-    def __init__(self) -> None:
-        self._frames: queue.SimpleQueue[tuple[np.ndarray, str, threading.Event | None]] = queue.SimpleQueue()
-        self._seq = 0
-
-    def visit(self, photo: Path, hold: int = 4, gap: int = 3) -> threading.Event:
-        """Stage a visit; the event is set when the loop asks for the frame after it (so it is decided)."""
-        image = cv2.imread(str(photo))
-        done = threading.Event()
-        for _ in range(hold):
-            self._frames.put((image, photo.parent.name, None))
-        for _ in range(gap):
-            self._frames.put((np.zeros_like(image), "", None))
-        self._frames.put((np.zeros_like(image), "", done))
-        return done
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def read(self) -> Frame | None:
-        try:
-            image, label, done = self._frames.get_nowait()
-        except queue.Empty:
-            return None
-        if done is not None:
-            done.set()  # every earlier frame has been processed: the loop reads one frame at a time
-        self._seq += 1
-        return Frame(image, self._seq, time.monotonic(), label)
 
 
 class Door:

@@ -38,3 +38,28 @@ def test_retrain_unit_command_is_one_the_cli_accepts(tmp_path: Path) -> None:
     result = run_kiosk([*args, "--help"], tmp_path / "home", timeout=60)
     assert result.returncode == 0, result.stderr
     assert "--if-due" in result.stdout
+
+
+def test_a_container_that_forbids_sched_idle_still_gets_the_nicer_priority() -> None:
+    """lower_priority in its own process (it changes the caller for good): SCHED_IDLE refused,
+    as some containers do (root may set it here, so that refusal is simulated), niceness still added."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = (
+        "import os\n"
+        "from kiosk.config import TrainingConfig\n"
+        "from kiosk.training.process import lower_priority\n"
+        "def refuse(*_a):\n"
+        "    raise PermissionError(1, 'Operation not permitted')\n"
+        "os.sched_setscheduler = refuse\n"
+        "before = os.nice(0)\n"
+        "lower_priority(TrainingConfig(nice=7, idle_scheduling=True, threads=1))\n"
+        "print(os.nice(0) - before, os.environ['OMP_NUM_THREADS'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["7", "1"]
+    assert "could not put the retrain under SCHED_IDLE" in done.stderr

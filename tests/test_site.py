@@ -8,15 +8,12 @@ erased centrally only; the server is stopped and started again under the doors.
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from conftest import DEV, dev_people, make_settings, photos, run_kiosk
 from gpiozero.pins.mock import MockFactory
@@ -24,6 +21,7 @@ from pg_server import PgServer, pg_server_fixture, site_url_fixture  # noqa: F40
 from sqlalchemy import Engine, create_engine, delete, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from visit_camera import VisitCamera
 
 from db.models import AccessEvent, Base, Credential, Door, Person, TrainingRun
 from db.session import current_revision, make_engine, upgrade
@@ -47,7 +45,7 @@ from kiosk.site.audit import verify_site
 from kiosk.site.link import SiteLink
 from kiosk.site.roles import READ_ONLY, add_door, init_site, list_doors
 from kiosk.site.uploader import outbox_depth
-from kiosk.vision.camera import CameraSource, Frame, ResilientCamera
+from kiosk.vision.camera import ResilientCamera
 from kiosk.vision.face_detection import FaceDetector
 
 HEAD = "0008_site_liveness"
@@ -63,48 +61,6 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) ->
         time.sleep(0.05)
 
 
-class VisitSource(CameraSource):
-    """A camera in front of a doorway: empty frames, and a visitor's photo when the test sends one."""
-
-    description = "doorway (test visits)"
-
-    def __init__(self) -> None:
-        self.frames: queue.SimpleQueue[tuple[np.ndarray, str]] = queue.SimpleQueue()
-        self.seq = 0
-        self.queued = 0  # visit frames queued so far
-        self.consumed = 0  # visit frames read so far
-        self.caught_up = 0  # visit frames read before the last empty-doorway read
-        self.empty = np.zeros((250, 250, 3), np.uint8)
-
-    def visit(self, photo: Path, label: str, hold: int = 3, gap: int = 2) -> int:
-        """Queue a visit; returns how many visit frames will have been read once it is over."""
-        image = cv2.imread(str(photo))
-        for _ in range(hold):
-            self.frames.put((image, label))
-        for _ in range(gap):
-            self.frames.put((self.empty, ""))
-        self.queued += hold + gap
-        return self.queued
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def read(self) -> Frame | None:
-        try:
-            image, label = self.frames.get_nowait()
-            self.consumed += 1
-        except queue.Empty:
-            # the loop reads a frame only after handling the one before: every visit frame is handled
-            self.caught_up = self.consumed
-            time.sleep(0.02)  # an empty doorway at a camera's pace
-            image, label = self.empty, ""
-        self.seq += 1
-        return Frame(image, self.seq, time.monotonic(), label)
-
-
 class SiteDoor:
     """One door of the site: its own home and SQLite, its link to the site, its running service."""
 
@@ -115,7 +71,7 @@ class SiteDoor:
         self.settings = make_settings(
             home,
             site=SiteConfig(url=url, door=name, password_file=password_file, poll_seconds=0.5, upload_seconds=0.2, retry_seconds=0.2),
-            camera=CameraConfig(reconnect_initial_seconds=0.01, reconnect_max_seconds=0.05),
+            camera=CameraConfig(reconnect_initial_seconds=0.01, reconnect_max_seconds=0.05, stall_seconds=3600.0),
             policy=PolicyConfig(reload_check_seconds=0.1, window_frames=3, min_frames=2, track_max_missed=1, cooldown_seconds=0.0),
             door_hardware=DoorHardwareConfig(pin_factory="mock", relay_pin=pin, pulse_seconds=0.05, outputs=["wiegand"] if wiegand else ["relay"]),
             **({"wiegand": WiegandConfig(d0_pin=wiegand[0], d1_pin=wiegand[1])} if wiegand else {}),
@@ -124,7 +80,7 @@ class SiteDoor:
         self.ctx.__dict__["embedder"] = embedder
         self.link = SiteLink(self.settings, self.ctx.sessions)
         assert self.link.catch_up()
-        self.camera = VisitSource()
+        self.camera = VisitCamera()
         board = open_board(self.settings.door_hardware)
         relay = build_relay(self.settings.door_hardware, board)
         self.outputs = build_outputs(self.settings, relay, board)
@@ -141,8 +97,8 @@ class SiteDoor:
     def decide(self, photo: Path, label: str) -> tuple[str, bool]:
         """Show one visit, wait until the loop is past it; its grant if any, else its first refusal."""
         before = len(self.decisions)
-        last = self.camera.visit(photo, label)
-        wait_for(lambda: self.camera.caught_up >= last and len(self.decisions) > before, f"a decision at {self.name}")
+        assert self.camera.visit(photo, hold=3, gap=2, label=label).wait(WAIT), f"{self.name}'s loop stopped taking frames"
+        assert len(self.decisions) > before, f"no decision at {self.name}"
         made = self.decisions[before:]
         return next((d for d in made if d[1]), made[0])
 

@@ -48,13 +48,17 @@ def lower_priority(training: TrainingConfig) -> None:
     Called before torch or the ONNX sessions are created. ``torch.set_num_threads`` only where
     torch is already loaded (CLIP sites): importing it here would cost the face-only path.
     """
-    try:
-        if training.nice:
+    # Each apart: a container that forbids SCHED_IDLE must still get the nicer priority.
+    if training.nice:
+        try:
             os.nice(training.nice)
-        if training.idle_scheduling and hasattr(os, "SCHED_IDLE"):
+        except OSError as exc:
+            log.warning("could not lower the retrain's priority (nice): %s", exc)
+    if training.idle_scheduling and hasattr(os, "SCHED_IDLE"):
+        try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except OSError as exc:  # a container may forbid it; the thread cap still holds
-        log.warning("could not lower the retrain's priority: %s", exc)
+        except OSError as exc:  # the nice value and the thread cap still hold
+            log.warning("could not put the retrain under SCHED_IDLE: %s", exc)
     threads = str(training.threads)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = threads
