@@ -156,6 +156,22 @@ def wait_online(client, seen: int = 0) -> None:  # type: ignore[no-untyped-def]
 # --- events --------------------------------------------------------------------------------------
 
 
+def replay_with_bridge(settings, shown, tmp_path, detector, embedder, sub):  # type: ignore[no-untyped-def]
+    """Replay ``shown`` through a door with its MQTT bridge; the events it stored, and what ``sub``
+    had received once every one of them was published."""
+    service, bridge = build_door(settings, replay_dir(tmp_path, shown), detector, embedder)
+    try:
+        wait_online(sub)
+        service.run(threading.Event())
+        stored = rows(settings.home, AccessEvent)
+        got = sub.wait_for(lambda ms: len([m for m in ms if m.topic == f"{PREFIX}/events"]) >= len(stored), "all events")
+    finally:
+        bridge.stop()
+        service.relay.shutdown()
+        sub.close()
+    return stored, got
+
+
 def test_events_arrive_with_the_audit_fields_and_an_event_id(broker, home, tmp_path, detector, embedder, pins) -> None:
     people = dev_people()[:2]
     stranger = sorted(p for p in STRANGERS.iterdir() if p.is_dir())[0]
@@ -163,15 +179,7 @@ def test_events_arrive_with_the_audit_fields_and_an_event_id(broker, home, tmp_p
     settings = door_settings(home, mqtt_config(broker, tmp_path / "secrets"))
     sub = broker.client("controller")
     sub.subscribe(f"{PREFIX}/#")
-    service, bridge = build_door(settings, replay_dir(tmp_path, shown), detector, embedder)
-    try:
-        wait_online(sub)
-        service.run(threading.Event())
-        stored = rows(home, AccessEvent)
-        got = sub.wait_for(lambda ms: len([m for m in ms if m.topic == f"{PREFIX}/events"]) >= len(stored), "all events")
-    finally:
-        bridge.stop()
-        sub.close()
+    stored, got = replay_with_bridge(settings, shown, tmp_path, detector, embedder, sub)
     events = payloads(m for m in got if m.topic == f"{PREFIX}/events")
     audit = run_kiosk(["audit", "--format", "json"], home)
     assert audit.returncode == 0, audit.stderr
@@ -224,18 +232,9 @@ def test_thumbnails_go_out_as_plain_jpeg_faces_only_when_both_settings_allow(
     sub = broker.client("controller")
     sub.subscribe(f"{PREFIX}/#")
     sub.subscribe("homeassistant/#")
-    service, bridge = build_door(settings, replay_dir(tmp_path, [(person.name, photos(person)[12]), ("stranger", photos(stranger)[0])]),
-                                 detector, embedder)
-    try:
-        wait_online(sub)
-        service.run(threading.Event())
-        stored = rows(home, AccessEvent)
-        # a thumbnail goes out just before its event: once every event is here, so is every thumbnail
-        got = sub.wait_for(lambda ms: len([m for m in ms if m.topic == f"{PREFIX}/events"]) >= len(stored), "all events")
-    finally:
-        bridge.stop()
-        service.relay.shutdown()
-        sub.close()
+    # a thumbnail goes out just before its event: once every event is here, so is every thumbnail
+    stored, got = replay_with_bridge(settings, [(person.name, photos(person)[12]), ("stranger", photos(stranger)[0])],
+                                     tmp_path, detector, embedder, sub)
     faces = [m for m in got if m.topic == f"{PREFIX}/thumbnail"]
     discovery = {m.topic.split("/")[1]: json.loads(m.payload) for m in got if m.topic.startswith("homeassistant/image/")}
     doctor = [f for f in check_mqtt(KioskContext(settings), None) if f.check == "mqtt thumbnails"]

@@ -527,7 +527,7 @@ def test_the_admin_apps_door_screen_lists_the_sites_doors_as_kiosk_site_doors_do
     assert table[0].split() == ["door", "location", "last", "contact", "replica", "outbox"]
     assert table[2].split() == ["west", "west", "entrance", "never", "-", "-"] and table[1].split()[-2:] == [f"{version}/{version}", "0"]
 
-    async def drive() -> tuple[list[list[str]], list[str], str]:
+    async def drive() -> tuple[list[list[str]], list[str], str, str]:
         app = admin_app(tmp_path / "admin", door_detector, embedder, site_url, clock=utcnow)
         async with app.run_test(size=(80, 24)) as pilot:
             await sign_in(pilot)  # the door screen comes first
@@ -537,13 +537,18 @@ def test_the_admin_apps_door_screen_lists_the_sites_doors_as_kiosk_site_doors_do
             await wait_until(pilot, lambda: screen.query_one("#feed", DataTable).row_count == 1, what="east's event")
             doors, feed = screen.query_one("#site-doors", DataTable), screen.query_one("#feed", DataTable)
             rows = [[str(cell) for cell in doors.get_row_at(i)] for i in range(doors.row_count)]
-            return rows, [str(cell) for cell in feed.get_row_at(0)], str(screen.query_one("#door-status", Static).render())
+            status = str(screen.query_one("#door-status", Static).render())
+            await pilot.press("f5")
+            await wait_until(pilot, lambda: app.current_mode == "calibration" and "In force" in str(app.screen.query_one("#threshold-box", Static).render()),
+                             what="the calibration screen's threshold")
+            return rows, [str(cell) for cell in feed.get_row_at(0)], status, str(app.screen.query_one("#threshold-box", Static).render())
 
-    rows, event, status = asyncio.run(drive())
+    rows, event, status, calibration = asyncio.run(drive())
     assert [(r[0], r[1], r[3], r[4]) for r in rows] == [("east", "east entrance", f"{version}/{version}", "0"), ("west", "west entrance", "-", "-")]
     assert re.fullmatch(r"\d+ s ago", rows[0][2]) and rows[1][2] == "never"
     assert event[1:3] == ["east", "Ada"]  # the feed names each event's door
     assert f"2 registered, site version {version}, 1 replica(s) behind" in status and "none set at the site (each door's recognition.threshold)" in status
+    assert calibration == "In force: none set at the site (each door's recognition.threshold)"  # not the admin machine's own setting
 
 
 def test_kiosk_site_commands_prepare_register_and_list(site_url: str, tmp_path: Path) -> None:

@@ -33,6 +33,11 @@ class ThresholdInForce:
     source: str  # "configuration", "set by <actor> at <time>" or "set at the site by <actor> at <time>"
 
 
+# What an admin screen on a site database shows with no override row: each door applies its own
+# recognition.threshold, and the admin machine's configured one says nothing about theirs.
+NONE_AT_SITE = "none set at the site (each door's recognition.threshold)"
+
+
 def threshold_in_force(settings: Settings, sessions: sessionmaker[Session]) -> ThresholdInForce:
     """The threshold the door applies now, and where it comes from."""
     with sessions() as session:

@@ -22,7 +22,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from calibration.metrics import grid_rates_at
 from db.models import AdminAction, Calibration
 from kiosk.door.status import read_status
-from kiosk.door.threshold_override import ThresholdInForce, set_threshold, threshold_in_force
+from kiosk.door.threshold_override import NONE_AT_SITE, ThresholdInForce, set_threshold, threshold_in_force
 from kiosk.errors import KioskError
 from kiosk.recognition.face_recogniser import NAME as FACE
 from kiosk.recognition.model_registry import ModelRegistry
@@ -60,6 +60,7 @@ class CalibrationView:
     calibration: Calibration | None
     model_in_force: int | None  # the version the calibration should be for
     changes: list[AdminAction]
+    site: bool  # on a site's database: the doors apply the threshold, no door runs here
 
 
 class CalibrationScreen(Screen[None]):
@@ -103,14 +104,15 @@ class CalibrationScreen(Screen[None]):
             threshold, error = threshold_in_force(kiosk.settings, kiosk.sessions), ""
         except KioskError as exc:
             threshold, error = None, str(exc)
-        status = read_status(kiosk.settings.home)
+        site = kiosk.engine.dialect.name == "postgresql"
+        status = None if site else read_status(kiosk.settings.home)
         with kiosk.sessions() as session:
             cal = session.scalars(select(Calibration).order_by(Calibration.time.desc(), Calibration.id.desc()).limit(1)).first()
             changes = list(
                 session.scalars(select(AdminAction).where(AdminAction.action == "threshold").order_by(AdminAction.id.desc()).limit(5))
             )
         run = ModelRegistry(kiosk.sessions, kiosk.settings.artifacts_dir).in_force(cal.recogniser if cal else FACE)
-        view = CalibrationView(threshold, error, status.threshold if status else None, cal, run.id if run else None, changes)
+        view = CalibrationView(threshold, error, status.threshold if status else None, cal, run.id if run else None, changes, site)
         self.app.call_from_thread(self._show, view)
 
     def _show(self, view: CalibrationView) -> None:
@@ -118,6 +120,8 @@ class CalibrationScreen(Screen[None]):
         tz = self.app.tz
         if view.threshold is None:
             top = f"[red]{view.threshold_error}[/]"
+        elif view.site and view.threshold.source == "configuration":  # this machine's setting, not the doors'
+            top = f"In force: {NONE_AT_SITE}"
         else:
             top = f"In force: [b]{view.threshold.value:.3f}[/b] ({view.threshold.source})"
             if view.applied is not None and abs(view.applied - view.threshold.value) > 1e-9:

@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from db.models import AccessEvent
 from kiosk.door.status import FRESH_SECONDS, DoorStatus, read_status
-from kiosk.door.threshold_override import threshold_in_force
+from kiosk.door.threshold_override import NONE_AT_SITE, threshold_in_force
 from kiosk.errors import KioskError
 from kiosk.recognition.face_recogniser import NAME as FACE
 from kiosk.recognition.model_registry import ModelRegistry
@@ -101,7 +101,7 @@ class DoorMonitorScreen(Screen[None]):
             threshold = threshold_in_force(kiosk.settings, kiosk.sessions)
             threshold_text = f"{threshold.value:.3f} ({threshold.source})"
             if self.site and threshold.source == "configuration":  # this machine's, not the doors'
-                threshold_text = "none set at the site (each door's recognition.threshold)"
+                threshold_text = NONE_AT_SITE
         except KioskError as exc:
             threshold_text = f"unreadable: {exc}"
         run = ModelRegistry(kiosk.sessions, kiosk.settings.artifacts_dir).in_force(FACE)
