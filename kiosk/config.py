@@ -677,9 +677,14 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def site_database(self) -> bool:
+        """The database is a site's (PostgreSQL): an admin's view of many doors, no door service beside it."""
+        return self.database_url.startswith("postgresql")
+
+    @property
     def site_door(self) -> bool:
         """A door of a site, on its own replica: its people, models and calibrations are changed at the site."""
-        return bool(self.site.url) and not self.database_url.startswith("postgresql")
+        return bool(self.site.url) and not self.site_database
 
     @property
     def database_url(self) -> str:

@@ -68,7 +68,7 @@ def set_threshold(settings: Settings, sessions: sessionmaker[Session], value: fl
     with sessions.begin() as session:
         if session.get_bind().dialect.name == "postgresql":
             session.merge(ThresholdOverride(id=ROW, threshold=value, set_by=actor, set_at=stamp))
-        elif settings.site.url:
+        elif settings.site_door:
             raise KioskError("this door's threshold is set at its site: run the admin app or `kiosk` with database.url pointing at the site database")
         else:
             _write_file(settings, value, actor, stamp)

@@ -40,11 +40,6 @@ _INSERT = pg_insert(AccessEvent).values(
 ).on_conflict_do_nothing(constraint="uq_access_events_door_event")
 
 
-def sent_through(sessions: sessionmaker[Session]) -> int:
-    with sessions() as session:
-        return session.scalar(_MARK) or 0
-
-
 def outbox_depth(sessions: sessionmaker[Session]) -> int:
     """Events stored at this door and not yet at the site."""
     with sessions() as session:

@@ -104,7 +104,7 @@ class CalibrationScreen(Screen[None]):
             threshold, error = threshold_in_force(kiosk.settings, kiosk.sessions), ""
         except KioskError as exc:
             threshold, error = None, str(exc)
-        site = kiosk.engine.dialect.name == "postgresql"
+        site = kiosk.settings.site_database
         status = None if site else read_status(kiosk.settings.home)
         with kiosk.sessions() as session:
             cal = session.scalars(select(Calibration).order_by(Calibration.time.desc(), Calibration.id.desc()).limit(1)).first()

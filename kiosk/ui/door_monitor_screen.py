@@ -63,7 +63,7 @@ class DoorMonitorScreen(Screen[None]):
     @property
     def site(self) -> bool:
         """A site's database is PostgreSQL; a door's is its own SQLite, beside its service."""
-        return self.app.kiosk.engine.dialect.name == "postgresql"
+        return self.app.kiosk.settings.site_database
 
     def compose(self) -> ComposeResult:
         yield Header()
